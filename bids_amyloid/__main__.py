@@ -1,0 +1,3 @@
+from bids_amyloid.cli import main
+
+raise SystemExit(main())

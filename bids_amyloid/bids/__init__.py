@@ -1,0 +1,1 @@
+"""BIDS input discovery, label tables, derivative names and safe file writing."""
