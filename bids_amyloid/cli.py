@@ -18,6 +18,9 @@ from bids_amyloid.errors import EXIT_CODES, BidsAmyloidError, OutputError, Usage
 
 log = logging.getLogger("bids_amyloid")
 
+SLOPPY_EPOCHS = (2, 2, 3)
+"""Epochs per phase under --sloppy (TESTING ONLY: shows the pipeline runs, not that it learns)."""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error; the BIDS-Apps convention is 64."""
@@ -72,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--random-seed", type=int, default=Config.__dataclass_fields__["seed"].default,
                      help="master seed for every random generator (default %(default)s)")
     res.add_argument("--overwrite", action="store_true", help="recompute outputs that already exist")
-    res.add_argument("--sloppy", action="store_true", help="TESTING ONLY: cheap registration and tiny model")
+    res.add_argument("--sloppy", action="store_true", help="TESTING ONLY: cheap registration, tiny random backbone, coarse voxels accepted")
 
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--registration", choices=("affine", "syn"), default=PreprocessConfig.registration,
@@ -97,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--no-distill", action="store_true", help="ablation: train the student on labels only")
     trn.add_argument("--no-feature-kd", action="store_true", help="ablation: no feature-level distillation")
     trn.add_argument("--no-logit-kd", action="store_true", help="ablation: no logit-level distillation")
+    for phase, default in ((0, TrainConfig.phase0_epochs), (1, TrainConfig.phase1_epochs), (2, TrainConfig.phase2_epochs)):
+        trn.add_argument(f"--phase{phase}-epochs", type=int, metavar="N",
+                         help=f"maximum epochs of phase {phase} (default {default}; --sloppy: {SLOPPY_EPOCHS[phase]})")
     trn.add_argument("--resume", action="store_true", help="continue an interrupted group run from its checkpoint")
     return p
 
@@ -127,11 +133,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config.labels = LabelConfig(args.centiloid_column, args.centiloid_threshold, args.label_column)
     config.preprocess.registration = args.registration
     config.model.backbone = "tiny" if args.sloppy else args.backbone
+    if args.sloppy:  # test cohorts are 2 mm: relax the method's <= 1.5 mm QC rule
+        config.preprocess.max_voxel_mm = 2.5
+        config.preprocess.max_voxel_thick_mm = 8.5
     config.model.backbone_weights = args.backbone_weights
     t = config.train
     t.folds, t.negatives, t.threshold_rule, t.resume = args.folds, args.negatives, args.threshold_rule, args.resume
     t.phase0, t.triplet, t.distill = not args.no_phase0, not args.no_triplet, not args.no_distill
     t.feature_kd, t.logit_kd = not args.no_feature_kd, not args.no_logit_kd
+    for phase in range(3):
+        chosen = getattr(args, f"phase{phase}_epochs")
+        if chosen is None and args.sloppy:
+            chosen = SLOPPY_EPOCHS[phase]
+        if chosen is not None:
+            setattr(t, f"phase{phase}_epochs", chosen)
     return config.validate()
 
 
@@ -216,13 +231,23 @@ def fetch_weights_main(argv: list[str]) -> int:
                      description="Download the BiomedCLIP vision tower once (the only command that uses the network) "
                      "and store it as safetensors with a checksum manifest.")
     parser.add_argument("dest", type=Path, help="destination folder (e.g. /opt/bids_amyloid/weights/biomedclip)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="write a random-weight tiny backbone instead (TESTING ONLY, no network)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --tiny random weights")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    from bids_amyloid.models.backbone import fetch_weights
+    from bids_amyloid.models.backbone import convert_checkpoint, fetch_weights, write_random_checkpoint
 
     try:
-        path = fetch_weights(args.dest)
+        if args.tiny:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                checkpoint = write_random_checkpoint(Path(tmp) / "open_clip_model.bin", "tiny", seed=args.seed)
+                path = convert_checkpoint(checkpoint, args.dest, "tiny")
+        else:
+            path = fetch_weights(args.dest)
     except BidsAmyloidError as exc:
         log.error("%s", exc)
         return exc.exit_code

@@ -61,3 +61,22 @@ def tiny_bids(tmp_path) -> Path:
             "02": [{"session_id": "ses-M000", "Centiloid": 20.6}],
         },
     )
+
+
+@pytest.fixture(scope="session")
+def cohort_2mm(tmp_path_factory):
+    """A 4-subject synthetic cohort at 2 mm (sessions, runs, both tracers, non-RAS orientations)."""
+    from bids_amyloid.synth import generate_cohort
+
+    return generate_cohort(tmp_path_factory.mktemp("cohort") / "bids", n_subjects=4, seed=0, resolution=2.0,
+                           contrasts=("T1w", "T2w"))
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory) -> Path:
+    """Random tiny backbone weights in the real on-disk format (TESTING ONLY)."""
+    from bids_amyloid.models.backbone import convert_checkpoint, write_random_checkpoint
+
+    root = tmp_path_factory.mktemp("weights")
+    checkpoint = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=0)
+    return convert_checkpoint(checkpoint, root / "tiny", "tiny")

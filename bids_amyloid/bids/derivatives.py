@@ -34,6 +34,7 @@ BIDSIGNORE_PATTERNS = (
     "*_xfm.h5",
     "*_xfm.json",
     "figures/",
+    "sub-*/figures",
     "models/",
     "group/",
     "logs/",
@@ -102,6 +103,8 @@ def dataset_description(source_dir: Path) -> dict[str, Any]:
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by],
         "SourceDatasets": [{"URL": Path(source_dir).resolve().as_uri()}],
+        # sidecar Sources use bids:raw:<path> URIs
+        "DatasetLinks": {"raw": Path(source_dir).resolve().as_uri()},
     }
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from bids_amyloid.bids.io import atomic_path, atomic_write_json, sha256_file
 from bids_amyloid.errors import DataError, MissingInputError, UsageError
@@ -140,8 +141,8 @@ class SliceEncoder(nn.Module):
         self.kind = check_kind(kind)
         self.visual = _build_visual(kind)
         self.frozen_blocks = 0
-        self.weights_digest: str | None = None
-        """tensor_digest of the loaded base weights (None: random initialisation)."""
+        self.grad_checkpointing = False
+        self.weights_digest: str | None = None  # tensor_digest of the loaded weights (None: random)
 
     @property
     def trunk(self) -> nn.Module:
@@ -164,8 +165,16 @@ class SliceEncoder(nn.Module):
     def testing_only(self) -> bool:
         return bool(BACKBONES[self.kind]["testing_only"])
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the trainable blocks' activations during backward (less memory, more compute)."""
+        self.grad_checkpointing = enable
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.trunk.forward_features(x)[:, 0]
+        """CLS token after the final norm (= ``trunk.forward_features(x)[:, 0]``); differentiable."""
+        x = self._embed_tokens(x)
+        for block in self.trunk.blocks[: self.frozen_blocks]:
+            x = block(x)
+        return self.forward_from_prefix(x)
 
     def _embed_tokens(self, x: Tensor) -> Tensor:
         t = self.trunk
@@ -185,8 +194,9 @@ class SliceEncoder(nn.Module):
     def forward_from_prefix(self, tokens: Tensor) -> Tensor:
         """Remaining blocks + final norm on :meth:`frozen_prefix` tokens -> CLS ``[N, width]``."""
         x = tokens
+        use_ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self.trunk.blocks[self.frozen_blocks:]:
-            x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
         return self.trunk.norm(x)[:, 0]
 
 
@@ -308,11 +318,13 @@ def convert_checkpoint(src: Path, dest_dir: Path, kind: str, *, source: dict[str
     if not visual:
         raise DataError(f"{src}: no visual.* tensors (not an open_clip checkpoint?)")
     visual = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in visual.items()}
-    encoder = SliceEncoder(kind)
+    with torch.device("meta"):  # names and shapes only: no weights allocated
+        encoder = SliceEncoder(kind)
     try:
-        encoder.load_state_dict(visual, strict=True)
+        encoder.load_state_dict(visual, strict=True, assign=True)
     except RuntimeError as exc:
         raise DataError(f"{src}: visual tensors do not match the {kind!r} vision tower: {exc}") from exc
+    del encoder
     dest_dir.mkdir(parents=True, exist_ok=True)
     (dest_dir / WEIGHTS_MANIFEST).unlink(missing_ok=True)  # folder incomplete until the end
     save_safetensors(visual, dest_dir / WEIGHTS_FILE, metadata={"format": "pt", "kind": kind})
@@ -406,6 +418,9 @@ def read_weights_config(weights_dir: Path) -> dict[str, Any]:
     return config
 
 
+_WARNED_TINY = False
+
+
 def load_slice_encoder(kind: str, weights_dir: Path | None) -> SliceEncoder:
     """Build the ``kind`` encoder and load its weights (checksums verified first).
 
@@ -421,17 +436,20 @@ def load_slice_encoder(kind: str, weights_dir: Path | None) -> SliceEncoder:
             raise
         with seeded(0):
             encoder = SliceEncoder(kind)
-        log.warning("backbone 'tiny': random weights (seed 0), TESTING ONLY")
+        global _WARNED_TINY
+        if not _WARNED_TINY:
+            log.warning("backbone 'tiny': random weights (seed 0), TESTING ONLY")
+            _WARNED_TINY = True
         return encoder.eval()
     config = read_weights_config(folder)
     if config.get("kind") != kind:
         raise DataError(f"{folder / WEIGHTS_CONFIG}: weights are for backbone {config.get('kind')!r}, "
                         f"not {kind!r}")
     state = load_safetensors(folder / WEIGHTS_FILE)
-    with seeded(0):
+    with torch.device("meta"):  # no random init of weights replaced at once (2.5 s for ViT-B)
         encoder = SliceEncoder(kind)
     try:
-        encoder.load_state_dict(state, strict=True)
+        encoder.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise DataError(f"{folder / WEIGHTS_FILE}: does not fit the {kind!r} vision tower: {exc}") from exc
     encoder.weights_digest = config.get("tensor_digest")  # type: ignore[assignment]

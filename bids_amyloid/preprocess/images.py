@@ -155,7 +155,7 @@ def _check_spacing(path: Path, affine: np.ndarray, kind: str, max_voxel_mm: floa
     text = "x".join(f"{s:.3g}" for s in spacing)
     if spacing.min() <= MIN_VOXEL_MM:
         raise DataError(f"{path}: absurd voxel size {text} mm (<= {MIN_VOXEL_MM} mm)")
-    if spacing.max() > max_voxel_mm:
+    if spacing.max() > max_voxel_mm + 1e-3:
         raise DataError(f"{path}: voxel size {text} mm exceeds the {max_voxel_mm} mm allowed for {kind}")
 
 

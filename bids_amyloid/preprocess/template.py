@@ -92,6 +92,15 @@ def gm_probability(resolution: int = 1) -> np.ndarray:
     return data
 
 
+@functools.lru_cache(maxsize=2)
+def wm_nifti(resolution: int = 1) -> nib.Nifti1Image:
+    """White-matter probability of the template (for QC outlines)."""
+    from nilearn import datasets
+
+    img = datasets.load_mni152_wm_template(resolution=resolution)
+    return _frozen_nifti(np.asarray(img.get_fdata(), dtype=np.float32), img.affine)
+
+
 @functools.lru_cache(maxsize=8)
 def metric_mask_nifti(resolution: int = 2, dilate_voxels: int = 3) -> nib.Nifti1Image:
     """The template brain mask dilated by a ball of ``dilate_voxels``: the registration metric mask."""
@@ -168,7 +177,7 @@ def reference_region() -> Region:
     else:
         x, y, z = _world_grid(1)
         box = np.ones_like(gm)
-        for axis, values in zip("xyz", (x, y, z)):
+        for axis, values in zip("xyz", (x, y, z), strict=True):
             lo, hi = CEREBELLAR_BOX_MM[axis]
             box &= (values >= lo) & (values <= hi)
         mask = box & gm & brain
@@ -201,6 +210,16 @@ def cortical_target() -> Region | None:
             f"nilearn's grey-matter probability >= {GM_THRESHOLD}."
         ),
     )
+
+
+TEMPLATE_URL = "https://nist.mni.mcgill.ca/icbm-152-nonlinear-atlases-2009/"
+"""Reference page of the ICBM152 2009a nonlinear symmetric template (nilearn ships a copy)."""
+
+
+def space_fields(resolution: int = 1) -> dict[str, str]:
+    """Sidecar fields of an image on the template grid."""
+    return {"Space": TEMPLATE_SPACE, "SpatialReference": TEMPLATE_URL,
+            "TemplateDescription": template_description(resolution)}
 
 
 def template_description(resolution: int = 1) -> str:

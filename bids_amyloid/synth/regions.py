@@ -114,6 +114,6 @@ def ventricles(csf_in_brain: np.ndarray, aff: np.ndarray) -> np.ndarray:
     if n == 0:
         return cand
     vox_mm3 = float(abs(np.linalg.det(aff[:3, :3])))
-    sizes = ndi.sum(cand, lab, range(1, n + 1)) * vox_mm3
+    sizes = np.bincount(lab.ravel())[1:] * vox_mm3
     keep = np.flatnonzero(sizes >= 500.0) + 1
     return np.isin(lab, keep)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from bids_amyloid.errors import UsageError
+from bids_amyloid.train.runtime import generator
 
 log = logging.getLogger("bids_amyloid.train")
 
@@ -37,12 +38,12 @@ class CentiloidNegativeSampler:
 
     def __init__(self, subjects: Sequence[str], centiloids: Sequence[float | None], labels: Sequence[int], *,
                  min_delta: float = 5.0, ladder: Sequence[float] = LADDER, mode: str = "random",
-                 semi_hard: bool = False):
+                 semi_hard: bool = False, seed: int = 0):
         if mode not in ("random", "hard"):
             raise UsageError(f"unknown negative sampling {mode!r}; use 'random' or 'hard'")
         if not len(subjects) == len(centiloids) == len(labels):
             raise ValueError("subjects, centiloids and labels must have the same length")
-        self.mode, self.semi_hard = mode, semi_hard
+        self.mode, self.semi_hard, self.seed = mode, semi_hard, seed
         self.thresholds = (float(min_delta),) + tuple(sorted((t for t in ladder if t < min_delta), reverse=True))
         self.subjects = np.asarray(subjects, dtype=object)
         self.centiloids = np.asarray([np.nan if c is None else float(c) for c in centiloids], dtype=float)
@@ -73,18 +74,20 @@ class CentiloidNegativeSampler:
         """The rung that produced the candidates (e.g. '>=5', '>=2.5', 'any-other-subject')."""
         return self._candidates[anchor][1]
 
-    def choose(self, anchors: Sequence[int], gen: torch.Generator, *, anchor_emb: Tensor | None = None,
+    def choose(self, anchors: Sequence[int], *, epoch: int = 0, anchor_emb: Tensor | None = None,
                positive_emb: Tensor | None = None, bank: Tensor | None = None) -> list[int]:
         """One negative per anchor.
 
         ``hard`` needs ``anchor_emb`` [B, D] and ``bank`` [N, D] (embeddings of every session of the
-        split); ``semi_hard`` also ``positive_emb`` [B, D]. ``gen`` drives the random choice.
+        split); ``semi_hard`` also ``positive_emb`` [B, D]. The random choice is seeded by
+        (seed, epoch, anchor), so it does not depend on batch composition or process count.
         """
         chosen = []
         for row, anchor in enumerate(anchors):
             cands = self.candidates(int(anchor))
             self.fallback_counts[self.rule(int(anchor))] += 1
             if self.mode == "random":
+                gen = generator(self.seed, "negative", epoch, int(anchor))
                 chosen.append(int(cands[int(torch.randint(len(cands), (), generator=gen))]))
                 continue
             if anchor_emb is None or bank is None:

@@ -1,0 +1,254 @@
+"""Training benchmarks (CPU).
+
+1. Cross-validated accuracy on a preprocessed synthetic cohort, with ablations::
+
+       python benchmarks/training.py cv OUT_DIR [--bids BIDS_DIR] [--ablations baseline,hard,...]
+           [--epochs 3,2,6] [--folds 5] [--input-slices 25] [--backbone tiny] [--report FILE]
+
+   OUT_DIR is a participant-level output (slice caches) of a cohort from ``bids_amyloid.synth``;
+   BIDS_DIR defaults to the SourceDatasets URL in OUT_DIR/dataset_description.json. Each
+   ablation runs the real group level (``run_group``) in a child process, in its own folder under
+   ``--bench-dir`` (default OUT_DIR/../bench-training) whose ``sub-*`` folders link to OUT_DIR's, and
+   reports the pooled out-of-fold AUC with its bootstrap 95% CI for the teacher (PET + MRI) and
+   the student (MRI only), next to the generator's oracle AUCs (``sourcedata/synth/truth.json``),
+   plus wall time and peak RSS.
+
+2. Step times with and without the frozen-prefix cache (the TrainConfig.cache_frozen verdict)::
+
+       python benchmarks/training.py step-times [--backbones tiny,biomedclip] [--slices 25] [--reps 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "hard": {"negatives": "hard"},
+    "no-phase0": {"phase0": False},
+    "no-triplet": {"triplet": False},
+    "no-feature-kd": {"feature_kd": False},
+    "no-logit-kd": {"logit_kd": False},
+    "label-only": {"distill": False},
+}
+"""TrainConfig overrides of each ablation ('label-only' = student trained without a teacher)."""
+
+
+# ------------------------------------------------------------------------------ cross-validation
+
+def _source_bids(out_dir: Path) -> Path:
+    description = json.loads((out_dir / "dataset_description.json").read_text())
+    url = description["SourceDatasets"][0]["URL"]
+    if not url.startswith("file://"):
+        raise SystemExit(f"cannot find the BIDS input from {url!r}; pass --bids")
+    return Path(url[len("file://"):])
+
+
+def _link_outputs(out_dir: Path, dest: Path) -> None:
+    """A fresh output folder whose sub-* folders (slice caches) are links into ``out_dir``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for sub in out_dir.glob("sub-*"):
+        link = dest / sub.name
+        if sub.is_dir() and not link.exists():
+            link.symlink_to(sub.resolve(), target_is_directory=True)
+    for name in ("dataset_description.json", ".bidsignore"):
+        if (out_dir / name).exists() and not (dest / name).exists():
+            (dest / name).write_bytes((out_dir / name).read_bytes())
+
+
+def _run_one(name: str, args: dict[str, Any], queue) -> None:
+    """Child process: one ablation through the real group level."""
+    import torch
+
+    from bids_amyloid.cli import setup_logging
+    from bids_amyloid.config import Config, ModelConfig, TrainConfig
+    from bids_amyloid.workflows.group import run_group
+
+    setup_logging(0)
+    torch.set_num_threads(args["threads"])
+    out = Path(args["bench_dir"]) / name
+    _link_outputs(Path(args["out_dir"]), out)
+    p0, p1, p2 = args["epochs"]
+    train = TrainConfig(folds=args["folds"], phase0_epochs=p0, phase1_epochs=p1, phase2_epochs=p2,
+                        bootstrap=args["bootstrap"], **ABLATIONS[name])
+    config = Config(bids_dir=Path(args["bids"]), output_dir=out, analysis_level="group",
+                    work_dir=Path(args["bench_dir"]) / f"{name}-work", skip_bids_validation=True,
+                    contrasts=[args["contrast"]], device="cpu", seed=args["seed"],
+                    model=ModelConfig(backbone=args["backbone"], backbone_weights=args["weights"],
+                                      input_slices=args["input_slices"]),
+                    train=train)
+    start = time.perf_counter()
+    run_group(config)
+    wall = time.perf_counter() - start
+    import pandas as pd
+
+    metrics = pd.read_csv(out / "group" / "desc-cv_metrics.tsv", sep="\t", keep_default_na=False)
+    pooled = metrics[metrics.fold.astype(str) == "pooled"]
+    result = {"ablation": name, "wall_s": round(wall, 1),
+              "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    for row in pooled.itertuples():
+        result[row.model] = {k: getattr(row, k) for k in ("auc", "auc_ci_low", "auc_ci_high", "sensitivity",
+                                                          "specificity", "f1", "balanced_accuracy", "n")}
+    queue.put(result)
+
+
+def _oracle(bids: Path) -> dict[str, Any]:
+    truth = bids / "sourcedata" / "synth" / "truth.json"
+    if not truth.exists():
+        return {}
+    data = json.loads(truth.read_text())
+
+    def find(node: Any, path: str = "") -> dict[str, Any]:
+        found = {}
+        if isinstance(node, dict):
+            for k, v in node.items():
+                key = f"{path}.{k}" if path else k
+                if "auc" in k.lower() and isinstance(v, (int, float, dict)):
+                    found[key] = v
+                elif isinstance(v, dict):
+                    found.update(find(v, key))
+        return found
+
+    return find(data)
+
+
+def cross_validation(args: argparse.Namespace) -> dict[str, Any]:
+    out_dir = args.out_dir.resolve()
+    bids = (args.bids or _source_bids(out_dir)).resolve()
+    bench_dir = (args.bench_dir or out_dir.parent / "bench-training").resolve()
+    shared = {"out_dir": str(out_dir), "bids": str(bids), "bench_dir": str(bench_dir), "folds": args.folds,
+              "epochs": [int(e) for e in args.epochs.split(",")], "backbone": args.backbone,
+              "weights": args.weights, "input_slices": args.input_slices, "contrast": args.contrast,
+              "seed": args.seed, "bootstrap": args.bootstrap, "threads": args.threads}
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for name in args.ablations.split(","):
+        if name not in ABLATIONS:
+            raise SystemExit(f"unknown ablation {name!r}; choose from {list(ABLATIONS)}")
+        queue = context.Queue()
+        child = context.Process(target=_run_one, args=(name, shared, queue))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            results.append({"ablation": name, "error": f"exit code {child.exitcode}"})
+            continue
+        results.append(queue.get())
+        print(json.dumps(results[-1]), flush=True)
+    report = {"settings": shared, "oracle": _oracle(bids), "results": results}
+    print(_table(report))
+    return report
+
+
+def _fmt(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "-"
+    return f"{m['auc']:.3f} [{m['auc_ci_low']:.3f}, {m['auc_ci_high']:.3f}]"
+
+
+def _table(report: dict[str, Any]) -> str:
+    lines = ["| ablation | teacher AUC [95% CI] | student AUC [95% CI] | wall (s) | peak RSS (GiB) |",
+             "|---|---|---|---|---|"]
+    for r in report["results"]:
+        lines.append(f"| {r['ablation']} | {_fmt(r.get('teacher'))} | {_fmt(r.get('student'))} | "
+                     f"{r.get('wall_s', '-')} | {r.get('peak_rss_gib', '-')} |")
+    if report["oracle"]:
+        lines.append("")
+        lines.append("oracle AUCs (truth.json): " + json.dumps(report["oracle"]))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ step times
+
+def _best_time(fn, reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _timings(net, mri, pet, reps: int) -> dict[str, float]:
+    import torch
+
+    def train_step(m, p):
+        net.train()
+        net.teacher(m, p).logit.sum().backward()
+
+    def eval_pass(m, p):
+        net.eval()
+        with torch.no_grad():
+            net.teacher(m, p)
+
+    start = time.perf_counter()
+    tok_m, tok_p = net.frozen_prefix(mri), net.frozen_prefix(pet)
+    prefix = time.perf_counter() - start
+    return {"train_step_images_s": _best_time(lambda: train_step(mri, pet), reps),
+            "train_step_cached_s": _best_time(lambda: train_step(tok_m, tok_p), reps),
+            "eval_images_s": _best_time(lambda: eval_pass(mri, pet), reps),
+            "eval_cached_s": _best_time(lambda: eval_pass(tok_m, tok_p), reps),
+            "prefix_s": prefix, "cache_mib_per_session_fp32": round(2 * tok_m.numel() * 4 / 2**20, 1)}
+
+
+def step_times(args: argparse.Namespace) -> dict[str, Any]:
+    """Teacher train step and validation pass (one session), images vs cached frozen-prefix tokens."""
+    import torch
+
+    from bids_amyloid.config import ModelConfig
+    from bids_amyloid.models.backbone import SliceEncoder
+    from bids_amyloid.models.networks import build_network
+
+    torch.set_num_threads(args.threads)
+    report = {}
+    for kind in args.backbones.split(","):
+        torch.manual_seed(0)
+        net = build_network(ModelConfig(backbone=kind), encoder_state=SliceEncoder(kind).state_dict())
+        mri, pet = torch.randn(1, args.slices, 3, 224, 224), torch.randn(1, args.slices, 3, 224, 224)
+        row = {"slices": args.slices, "frozen_blocks": net.encoder.frozen_blocks, "blocks": net.encoder.n_blocks,
+               **_timings(net, mri, pet, args.reps)}
+        report[kind] = row
+        print(json.dumps({kind: row}), flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cv = sub.add_parser("cv", help="cross-validated AUCs and ablations on a preprocessed cohort")
+    cv.add_argument("out_dir", type=Path, help="participant-level output folder (slice caches)")
+    cv.add_argument("--bids", type=Path, help="the cohort's BIDS folder (default: from dataset_description.json)")
+    cv.add_argument("--bench-dir", type=Path, help="where each ablation writes (default OUT_DIR/../bench-training)")
+    cv.add_argument("--ablations", default="baseline,hard,no-triplet,no-feature-kd,no-logit-kd,label-only")
+    cv.add_argument("--epochs", default="3,2,6", help="maximum epochs of phases 0,1,2 (the method: 30,15,100)")
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--input-slices", type=int, default=25)
+    cv.add_argument("--contrast", default="T1w")
+    cv.add_argument("--backbone", default="tiny", choices=("tiny", "biomedclip"))
+    cv.add_argument("--weights", type=Path, help="backbone weights folder (tiny: random if absent)")
+    cv.add_argument("--seed", type=int, default=1234)
+    cv.add_argument("--bootstrap", type=int, default=1000)
+    cv.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    cv.add_argument("--report", type=Path, help="write the results as JSON here")
+    st = sub.add_parser("step-times", help="CPU step times with/without the frozen-prefix cache")
+    st.add_argument("--backbones", default="tiny,biomedclip")
+    st.add_argument("--slices", type=int, default=25)
+    st.add_argument("--reps", type=int, default=3)
+    st.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    st.add_argument("--report", type=Path)
+    args = parser.parse_args(argv)
+    report = cross_validation(args) if args.command == "cv" else step_times(args)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

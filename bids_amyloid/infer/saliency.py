@@ -1,0 +1,185 @@
+"""Saliency maps of the student ensemble as 3-D volumes: template space, native T1w space, and a
+regional summary.
+
+Per session, contrast and method (``gradcam``, ``gradient``; attribution details in
+:mod:`bids_amyloid.infer.ensemble`), the fold-averaged slice maps are put back onto the 1 mm
+template grid (:mod:`bids_amyloid.infer.volumes`: undo resize and padding, place at the slices'
+template x indices, linear along x between them, zero outside the slice band). Then:
+
+* the share of the map's mass inside the template brain mask is recorded (``MassInsideBrainMask``,
+  a QC number: a model that looks at the brain scores near 1);
+* the map is masked with the brain mask and scaled so its MAXIMUM is 1 (scale-free, comparable
+  between sessions and easy to threshold; the regional table turns it into mass shares);
+* written as ``..._space-MNI152NLin2009aSym_desc-<method><contrast>_saliency.nii.gz``;
+* mapped onto the native T1w grid with the saved template -> native (inverse) transform (ANTs,
+  linear), masked with the native brain mask, scaled to maximum 1:
+  ``..._desc-<method><contrast>_saliency.nii.gz``;
+* summarised per atlas region: ``..._space-MNI152NLin2009aSym_desc-<method><contrast>_regions.tsv``.
+
+Every file gets a JSON sidecar with its Sources, the method and the provenance.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from bids_amyloid.bids.derivatives import derivative_path
+from bids_amyloid.bids.io import atomic_write_json, write_with
+from bids_amyloid.config import TEMPLATE_SPACE
+from bids_amyloid.infer import regions as regions_mod
+from bids_amyloid.infer import volumes
+
+log = logging.getLogger("bids_amyloid.infer")
+
+METHOD_TEXT = {
+    "gradcam": {
+        "Name": "Grad-CAM",
+        "Description": (
+            "Grad-CAM of the student logit on the 14 x 14 patch tokens entering the last ViT block: channel "
+            "weights = mean gradient over the patch tokens, map = ReLU(weighted sum of the token activations), "
+            "upsampled bilinearly to the slice."),
+    },
+    "gradient": {
+        "Name": "Input gradient",
+        "Description": "Absolute gradient of the student logit with respect to the model input, summed over the "
+                       "three (replicated gray) channels.",
+    },
+}
+AGGREGATION = (
+    "Per fold, each slice map is multiplied by the attention-pooling weight of its slice and the fold's maps are "
+    "scaled to sum 1; the folds are then averaged. Slice maps are placed at their template x index (resize and "
+    "padding undone), interpolated linearly along x between slice positions and zero outside the slice band.")
+NORMALISATION = "Masked with the brain mask, then scaled so that the maximum is 1 (unitless)."
+
+
+@dataclass(frozen=True)
+class NativeGrid:
+    """Where and how to put template-space maps onto the native T1w grid."""
+
+    reference: Path
+    """Preprocessed native T1w (defines the output grid)."""
+    brain_mask: Path | None
+    transforms: tuple[str, ...]
+    """ANTs transform files, in apply_transforms order for template -> native."""
+    invert: tuple[bool, ...]
+
+
+def saliency_paths(out_dir: Path, subject: str, session: str | None, contrast: str, method: str) -> dict[str, Path]:
+    desc = f"{method}{contrast}"
+    return {
+        "template": derivative_path(out_dir, subject, session, "anat", "saliency", ".nii.gz",
+                                    space=TEMPLATE_SPACE, desc=desc),
+        "native": derivative_path(out_dir, subject, session, "anat", "saliency", ".nii.gz", desc=desc),
+        "regions": derivative_path(out_dir, subject, session, "anat", "regions", ".tsv",
+                                   space=TEMPLATE_SPACE, desc=desc),
+    }
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name.split(".")[0] + ".json")
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None) -> None:
+    write_with(path, lambda tmp: volumes.save_nifti(data, affine, tmp, header))
+
+
+def template_volume(slice_maps: np.ndarray, x_index: Sequence[int], slice_sidecar: Mapping[str, Any]) -> np.ndarray:
+    """``[S, h, w]`` model-grid maps of the input slices -> unmasked template-grid volume."""
+    shape, _ = volumes.template_grid()
+    planes = volumes.unpad_maps(slice_maps, slice_sidecar)
+    return volumes.to_template_volume(np.clip(planes, 0.0, None), x_index, shape)
+
+
+def write_saliency(*, out_dir: Path, subject: str, session: str | None, contrast: str, method: str,
+                   slice_maps: np.ndarray, x_index: Sequence[int], slice_sidecar: Mapping[str, Any],
+                   native: NativeGrid | None, sources: list[str], extra: Mapping[str, Any]) -> dict[str, Path]:
+    """Write the template map, the native map (when ``native`` is given) and the regions table,
+    each with a sidecar; return the paths written. ``extra`` (model, provenance) goes into every
+    sidecar."""
+    paths = saliency_paths(out_dir, subject, session, contrast, method)
+    shape, affine = volumes.template_grid()
+    brain = volumes.template_mask_array()
+    raw = template_volume(slice_maps, x_index, slice_sidecar)
+    inside = volumes.mass_inside(raw, brain)
+    volume = volumes.mask_and_scale(raw, brain)
+    xs = np.asarray(x_index, dtype=int)
+    common = {
+        "SkullStripped": True,
+        "Contrast": contrast,
+        "Method": {**METHOD_TEXT[method], "Aggregation": AGGREGATION, "Normalisation": NORMALISATION},
+        "Units": "arbitrary (maximum 1)",
+        "MassInsideBrainMask": round(inside, 6) if inside == inside else "n/a",
+        "SliceBand": {"TemplateXIndex": sorted({int(x) for x in xs}),
+                      "XRangeMM": [float(affine[0, 0] * xs.min() + affine[0, 3]),
+                                   float(affine[0, 0] * xs.max() + affine[0, 3])]},
+        **extra,
+    }
+    _save(volume, affine, paths["template"])
+    atomic_write_json(_sidecar(paths["template"]), {
+        **common, "Space": TEMPLATE_SPACE,
+        "Resolution": f"1 mm, {'x'.join(map(str, shape))} voxels (nilearn ICBM152 2009a nonlinear symmetric)",
+        "Sources": sources})
+    written = {"template": paths["template"]}
+    if native is not None:
+        template_img = nib.Nifti1Image(volume, affine)
+        data = volumes.to_native(template_img, native.reference, native.transforms, native.invert)
+        ref = nib.load(str(native.reference))
+        mask = np.asarray(nib.load(str(native.brain_mask)).dataobj) > 0 if native.brain_mask else None
+        if mask is None or mask.shape != data.shape:
+            if mask is not None:
+                log.warning("%s: brain mask grid %s differs from the T1w grid %s; native map not masked",
+                            native.brain_mask, mask.shape, data.shape)
+            mask = np.ones(data.shape, dtype=bool)
+        data = volumes.mask_and_scale(data, mask)
+        header = ref.header.copy()
+        header.set_data_dtype(np.float32)
+        header.set_slope_inter(1.0, 0.0)
+        _save(data, ref.affine, paths["native"], header)
+        atomic_write_json(_sidecar(paths["native"]), {
+            **common, "Space": "T1w (native, grid of the preprocessed T1w)",
+            "Sources": sources + [_rel(paths["template"], out_dir), _rel(native.reference, out_dir)]
+                       + [_rel(Path(t), out_dir) for t in native.transforms],
+            "Transform": {"Files": [_rel(Path(t), out_dir) for t in native.transforms],
+                          "Inverted": list(native.invert), "Interpolation": "linear (ANTs apply_transforms)"}})
+        written["native"] = paths["native"]
+    atlas = regions_mod.load_atlas(shape, np.ascontiguousarray(affine, dtype=np.float64).tobytes())
+    rows = regions_mod.regional_table(volume, brain, atlas)
+    write_with(paths["regions"], lambda tmp: _write_tsv(tmp, rows))
+    atomic_write_json(_sidecar(paths["regions"]), {
+        **regions_mod.REGION_COLUMNS,
+        "Atlas": {"Name": atlas.name, "Description": atlas.description},
+        "Description": f"Share of the {METHOD_TEXT[method]['Name']} saliency mass (template space, inside the "
+                       "brain mask) per atlas region, largest first.",
+        "Sources": [_rel(paths["template"], out_dir)], **extra})
+    written["regions"] = paths["regions"]
+    return written
+
+
+def _write_tsv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(regions_mod.REGION_COLUMNS)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_fmt(row[c]) for c in columns])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.6g}"
+    return str(value)
+
+
+def _rel(path: Path, root: Path) -> str:
+    """``bids::<path>`` for files inside the output dataset, else the absolute path."""
+    try:
+        return "bids::" + Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(Path(path).resolve())

@@ -1,0 +1,153 @@
+"""Per-slice 2-D maps -> 3-D volumes on the template grid -> the native T1w grid.
+
+The inverse of the slice extraction described in docs/dev/CONTRACTS.md ("Slice cache"): a slice
+is the template's (y, z) plane at one x index, zero-padded (centred) to a square of ``PadTo``
+pixels and resized bilinearly to 224 x 224; array axis 0 = y, axis 1 = z. So a 224 x 224 map
+is resized back to ``PadTo`` x ``PadTo`` (bilinear, half-pixel centres as the forward resize),
+the padding is cropped away, and the plane is put at its template x index. Between two slice
+positions the volume is interpolated linearly along x; outside the slice band it is zero.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bids_amyloid.errors import DataError
+
+log = logging.getLogger("bids_amyloid.infer")
+
+
+@functools.lru_cache(maxsize=1)
+def template_grid() -> tuple[tuple[int, int, int], np.ndarray]:
+    """(shape, affine) of the 1 mm template (nilearn's ICBM152 2009a sym, 197 x 233 x 189)."""
+    img = template_mask()
+    return tuple(int(s) for s in img.shape), img.affine.copy()  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=1)
+def template_mask() -> nib.Nifti1Image:
+    """The template's brain mask (uint8) as nilearn ships it."""
+    from nilearn import datasets
+
+    img = datasets.load_mni152_brain_mask(resolution=1)
+    data = (np.asarray(img.dataobj) > 0).astype(np.uint8)
+    data.setflags(write=False)
+    return nib.Nifti1Image(data, img.affine)
+
+
+def template_mask_array() -> np.ndarray:
+    return np.asarray(template_mask().dataobj).astype(bool)
+
+
+def pad_geometry(sidecar: Mapping[str, Any]) -> tuple[int, tuple[int, int], tuple[int, int]]:
+    """(square size, (y, z) in-plane shape, (y, z) offsets of the image inside the square).
+
+    Reads ``InPlaneShape``, ``PadTo`` and ``Padding.Widths`` (``[[before, after], ...]`` per
+    axis) of the slice-cache sidecar; without widths the padding is centred with the smaller half
+    first (``(size - n) // 2``), as ``preprocess.slices.pad_square`` does.
+    """
+    try:
+        shape = tuple(int(v) for v in sidecar["InPlaneShape"])
+        pad_to = sidecar.get("PadTo", max(shape))
+        size = int(pad_to[0] if isinstance(pad_to, (list, tuple)) else pad_to)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"slice-cache sidecar lacks a usable InPlaneShape/PadTo ({exc})") from exc
+    if len(shape) != 2 or size < max(shape):
+        raise DataError(f"slice-cache sidecar: InPlaneShape {shape} does not fit PadTo {size}")
+    widths = (sidecar.get("Padding") or {}).get("Widths") if isinstance(sidecar.get("Padding"), dict) else None
+    if widths:
+        offsets = tuple(int(w[0]) for w in widths)
+    else:
+        offsets = tuple((size - n) // 2 for n in shape)
+    if any(o < 0 or o + n > size for o, n in zip(offsets, shape)):
+        raise DataError(f"slice-cache sidecar: padding {offsets} does not fit {shape} into {size}")
+    return size, shape, offsets  # type: ignore[return-value]
+
+
+def unpad_maps(maps: np.ndarray, sidecar: Mapping[str, Any]) -> np.ndarray:
+    """``[S, h, w]`` maps on the model grid (any size, e.g. 224 or the 14 x 14 patch grid)
+    -> ``[S, ny, nz]`` maps on the template's (y, z) plane."""
+    size, (ny, nz), (oy, oz) = pad_geometry(sidecar)
+    x = torch.as_tensor(np.asarray(maps, dtype=np.float32))[:, None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return x[:, oy : oy + ny, oz : oz + nz].numpy()
+
+
+def to_template_volume(planes: np.ndarray, x_index: Sequence[int], shape: tuple[int, int, int]) -> np.ndarray:
+    """Put ``[S, ny, nz]`` planes at template x indices ``x_index``; interpolate linearly along x
+    between neighbouring slice positions; zero outside ``[min x, max x]``. Planes sharing one x
+    (a slice picked twice) are averaged."""
+    planes = np.asarray(planes, dtype=np.float32)
+    xs = np.asarray(x_index, dtype=int)
+    if planes.shape[0] != xs.size or planes.shape[1:] != tuple(shape[1:]):
+        raise ValueError(f"planes {planes.shape} do not match {xs.size} x positions on a {shape} grid")
+    if xs.min() < 0 or xs.max() >= shape[0]:
+        raise DataError(f"slice x index outside the template grid (0..{shape[0] - 1}): {xs.min()}..{xs.max()}")
+    unique = np.unique(xs)
+    stacked = np.stack([planes[xs == u].mean(axis=0) for u in unique])
+    volume = np.zeros(shape, dtype=np.float32)
+    if unique.size == 1:
+        volume[unique[0]] = stacked[0]
+        return volume
+    for x in range(int(unique[0]), int(unique[-1]) + 1):
+        i = min(int(np.searchsorted(unique, x, side="right")) - 1, unique.size - 2)
+        t = (x - unique[i]) / float(unique[i + 1] - unique[i])
+        volume[x] = (1.0 - t) * stacked[i] + t * stacked[i + 1]
+    return volume
+
+
+def mass_inside(volume: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the (non-negative) map's sum that lies inside ``mask`` (NaN for an empty map)."""
+    total = float(volume.sum())
+    return float(volume[mask].sum() / total) if total > 0 else float("nan")
+
+
+def mask_and_scale(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero outside ``mask``, then scale so the maximum is 1 (an all-zero map stays zero)."""
+    out = np.where(mask, volume, 0.0).astype(np.float32)
+    peak = float(out.max())
+    return out / peak if peak > 0 else out
+
+
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None) -> None:
+    """Write float32 data with a clean qform/sform (code 'aligned' for the template, as given)."""
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine, header=header)
+    img.set_data_dtype(np.float32)
+    img.header.set_xyzt_units("mm")
+    if header is None:
+        img.set_qform(affine, 4)
+        img.set_sform(affine, 4)
+    nib.save(img, str(path))
+
+
+def to_native(template_map: nib.Nifti1Image, reference: Path, transforms: Sequence[str],
+              invert: Sequence[bool]) -> np.ndarray:
+    """Resample a template-space map onto the grid of ``reference`` (the native T1w) with ANTs.
+
+    ``transforms``/``invert`` are in ``ants.apply_transforms`` order for template -> native
+    (e.g. ``[affine.mat]`` with ``[True]``, or ``[affine.mat, inverse_warp]`` with ``[True,
+    False]`` for SyN). Linear interpolation. The returned array is indexed like the voxels of
+    ``reference`` as nibabel reads them (ITK keeps the file's voxel order).
+    """
+    import ants
+
+    with tempfile.TemporaryDirectory(prefix=".tmp-saliency-") as tmp:
+        moving_path = Path(tmp) / "map.nii.gz"
+        nib.save(template_map, str(moving_path))
+        moving = ants.image_read(str(moving_path))
+        fixed = ants.image_read(str(reference))
+        warped = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=[str(t) for t in transforms],
+                                       whichtoinvert=list(invert), interpolator="linear", defaultvalue=0)
+        data = warped.numpy().astype(np.float32)
+    if data.shape != nib.load(str(reference)).shape[:3]:
+        raise DataError(f"{reference}: ANTs returned a {data.shape} map for this grid")
+    return np.clip(data, 0.0, None)

@@ -1,0 +1,195 @@
+"""Group report ``OUT/group/group_report.html`` after the group level: out-of-fold ROC with
+bootstrap bands per contrast, calibration, confusion matrices at the validation thresholds, the
+metrics table and, when present, an ablation table.
+
+It reads what ``workflows/group.py`` writes (and tolerates what is missing, saying so):
+
+* ``group/desc-oof_predictions.tsv``: out-of-fold predictions (columns ``contrast``, ``model``,
+  ``label``, ``probability``, ``threshold``, ``prediction``; ``part`` == 'test' rows are used);
+* ``group/desc-cv_metrics.tsv``: metrics per contrast, model and fold (``fold`` 'pooled' =
+  all out-of-fold predictions);
+* ``group/*ablation*.tsv``: any ablation comparison table, shown as it is;
+* ``models/[<contrast>/]bundle.json`` + ``training_summary.json``: bundle ids, testing-only flag,
+  the ablation settings of this run; ``logs/group_config.json``: the configuration.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bids_amyloid import __version__
+from bids_amyloid.bids.io import sha256_file
+from bids_amyloid.config import Config
+from bids_amyloid.report import figures
+from bids_amyloid.report import html as H
+
+log = logging.getLogger("bids_amyloid.report")
+
+OOF = Path("group") / "desc-oof_predictions.tsv"
+METRICS = Path("group") / "desc-cv_metrics.tsv"
+REPORT = Path("group") / "group_report.html"
+METRIC_SHOWN = ["contrast", "model", "n", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "sensitivity",
+                "specificity", "ppv", "npv", "f1", "balanced_accuracy", "ece", "brier"]
+METRIC_HEADERS = {"n_positive": "positive", "auc_ci_low": "AUC CI low", "auc_ci_high": "AUC CI high",
+                  "balanced_accuracy": "bal. acc.", "auc": "AUC", "ppv": "PPV", "npv": "NPV", "f1": "F1",
+                  "ece": "ECE", "brier": "Brier"}
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def oof_curves(rows: list[dict[str, str]]) -> dict[str, dict[str, list]]:
+    """'<contrast> <model>' -> {'y', 'p', 'pred'} from the held-out rows (n/a values dropped)."""
+    curves: dict[str, dict[str, list]] = defaultdict(lambda: {"y": [], "p": [], "pred": []})
+    for row in rows:
+        if row.get("part", "test") != "test":
+            continue
+        y, p = _number(row.get("label")), _number(row.get("probability"))
+        if y is None or p is None:
+            continue
+        t = _number(row.get("threshold"))
+        pred = _number(row.get("prediction"))
+        if pred is None:
+            pred = float(p >= t) if t is not None else None
+        key = f"{row.get('contrast', '?')} {row.get('model', 'student')}".strip()
+        curves[key]["y"].append(int(y))
+        curves[key]["p"].append(p)
+        curves[key]["pred"].append(None if pred is None else int(pred))
+    # students first, then teachers
+    return dict(sorted(curves.items(), key=lambda kv: (not kv[0].endswith("student"), kv[0])))
+
+
+def _bundles(out_dir: Path) -> list[dict[str, Any]]:
+    found = []
+    models = out_dir / "models"
+    for meta_path in sorted(set(models.glob("bundle.json")) | set(models.glob("*/bundle.json"))):
+        meta = _read_json(meta_path) or {}
+        summary = _read_json(meta_path.parent / "training_summary.json") or {}
+        manifest = meta_path.parent / "manifest.json"
+        found.append({"path": meta_path.parent, "meta": meta, "summary": summary,
+                      "model_id": sha256_file(manifest) if manifest.is_file() else "n/a"})
+    return found
+
+
+def _evaluation(out_dir: Path, seed: int) -> tuple[list[str], list[tuple[str, str]]]:
+    body, nav = [], []
+    oof_path = out_dir / OOF
+    if not oof_path.is_file():
+        body.append(H.section("Out-of-fold evaluation", H.note(f"{OOF} not found: no group-level results yet."),
+                              "evaluation"))
+        return body, [("Evaluation", "evaluation")]
+    curves = oof_curves(_read_tsv(oof_path))
+    usable = {k: (v["y"], v["p"]) for k, v in curves.items() if len(set(v["y"])) == 2}
+    parts = [H.note("Each session is predicted by the fold model that never saw its subject (held-out fold); "
+                    "thresholds were chosen on each fold's validation part, never on the held-out fold. "
+                    "Bands: 95 % percentile bootstrap over sessions (500 resamples).")]
+    if usable:
+        parts.append('<div class="grid">')
+        parts.append(H.figure(figures.roc_figure(usable, seed=seed), "ROC of the out-of-fold predictions per "
+                              "contrast and model, with 95 % bootstrap bands and AUC [95 % CI]."))
+        parts.append(H.figure(figures.calibration_figure(usable), "Calibration: observed fraction of amyloid-positive "
+                              "sessions per predicted-probability bin (10 equal-width bins); below, sessions per bin."))
+        parts.append("</div>")
+    else:
+        parts.append(H.note("Both classes are needed for ROC and calibration; the held-out predictions have one."))
+    confusion = [H.figure(figures.confusion_figure(v["y"], v["pred"], k), f"{k}: confusion matrix at the "
+                          "validation-chosen threshold of each fold.")
+                 for k, v in curves.items() if v["y"] and None not in v["pred"]]
+    if confusion:
+        parts += ["<h3>Confusion matrices</h3>", '<div class="grid">', *confusion, "</div>"]
+    body.append(H.section("Out-of-fold evaluation", "\n".join(parts), "evaluation"))
+    nav.append(("Evaluation", "evaluation"))
+    return body, nav
+
+
+def _metrics(out_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    path = out_dir / METRICS
+    if not path.is_file():
+        return [H.section("Metrics", H.note(f"{METRICS} not found."), "metrics")], [("Metrics", "metrics")]
+    rows = _read_tsv(path)
+    pooled = [r for r in rows if r.get("fold") == "pooled"]
+    folds = [r for r in rows if r.get("fold") != "pooled"]
+    numeric = [c for c in METRIC_SHOWN if c not in ("contrast", "model")]
+    parts = [H.table(pooled or rows, METRIC_SHOWN, METRIC_HEADERS, numeric),
+             H.note("Pooled over all out-of-fold predictions (each with its own fold's validation threshold).")]
+    if folds and pooled:
+        parts.append("<details><summary>Per fold</summary>"
+                     + H.table(folds, ["fold", "threshold"] + METRIC_SHOWN, METRIC_HEADERS, numeric + ["threshold"])
+                     + "</details>")
+    body = [H.section("Metrics", "\n".join(parts), "metrics")]
+    nav = [("Metrics", "metrics")]
+    ablations = sorted((out_dir / "group").glob("*ablation*.tsv"))
+    if ablations:
+        ab_parts = []
+        for ab in ablations:
+            ab_rows = _read_tsv(ab)
+            columns = list(ab_rows[0]) if ab_rows else []
+            ab_parts.append(f"<h3>{H.esc(ab.name)}</h3>")
+            numeric = [c for c in columns if _number(ab_rows[0].get(c)) is not None]
+            ab_parts.append(H.table(ab_rows, columns, numeric=numeric))
+        body.append(H.section("Ablations", "\n".join(ab_parts), "ablations"))
+        nav.append(("Ablations", "ablations"))
+    return body, nav
+
+
+def write_group_report(config: Config) -> Path:
+    """Write ``OUT/group/group_report.html`` from the group-level outputs."""
+    out_dir = Path(config.output_dir)
+    bundles = _bundles(out_dir)
+    body = []
+    if any(b["meta"].get("backbone", {}).get("testing_only") for b in bundles):
+        body.append(H.banner("TESTING ONLY: the models use the random 'tiny' backbone. Every number below is "
+                             "meaningless and exists only to test the software."))
+    metric_body, metric_nav = _metrics(out_dir)
+    eval_body, eval_nav = _evaluation(out_dir, config.seed)
+    body += metric_body[:1] + eval_body + metric_body[1:]
+    nav = metric_nav[:1] + eval_nav + metric_nav[1:]
+    prov = []
+    if bundles:
+        rows = []
+        for b in bundles:
+            meta, summary = b["meta"], b["summary"]
+            rows.append({"bundle": str(b["path"].relative_to(out_dir)) if b["path"].is_relative_to(out_dir)
+                         else str(b["path"]), "contrast": summary.get("contrast", "n/a"),
+                         "model_id": b["model_id"][:16], "backbone": meta.get("backbone", {}).get("kind", "n/a"),
+                         "folds": len(meta.get("folds", [])),
+                         "thresholds": ", ".join(f"{f.get('threshold', float('nan')):.3f}"
+                                                 for f in meta.get("folds", [])),
+                         "ablation settings": ", ".join(f"{k}={v}"
+                                                        for k, v in (summary.get("ablations") or {}).items()),
+                         "weak teacher folds": summary.get("weak_teacher_folds", "n/a")})
+        prov.append(H.table(rows, list(rows[0])))
+    config_json = _read_json(out_dir / "logs" / "group_config.json")
+    if config_json:
+        prov.append(H.json_details("Configuration of the group run", config_json))
+    prov.append(H.note(f"Report written by bids_amyloid {__version__} on "
+                       f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. {H.DISCLAIMER}"))
+    body.append(H.section("Models and provenance", "\n".join(prov), "provenance"))
+    nav.append(("Provenance", "provenance"))
+    text = H.page("bids_amyloid: group report", "Cross-validated MRI-only amyloid-beta prediction "
+                  "(student distilled from a PET + MRI teacher)", nav, "\n".join(body))
+    path = H.write_page(out_dir / REPORT, text)
+    log.info("group report: %s", path)
+    return path

@@ -1,0 +1,57 @@
+"""Fixtures for the inference tests: one tiny bundle and one predicted session, shared (CPU)."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import brainfixtures as bf  # noqa: E402
+
+from bids_amyloid.infer import loading  # noqa: E402
+from bids_amyloid.models import backbone  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path_factory):
+    """No real weights folder is visible; 2 torch threads; a fresh model cache per test."""
+    monkeypatch.delenv(backbone.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(backbone, "DEFAULT_WEIGHTS_ROOT", tmp_path_factory.mktemp("no-weights"))
+    torch.set_num_threads(2)
+    loading.clear_cache()
+    yield
+    loading.clear_cache()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bundle")
+    bf.make_bundle(root / "models", root)
+    return root / "models"
+
+
+@pytest.fixture(scope="session")
+def brain_inputs(tmp_path_factory) -> Path:
+    """An output folder with the preprocessing outputs of sub-01/ses-01 (T1w), made once."""
+    out = tmp_path_factory.mktemp("inputs") / "out"
+    bf.make_preprocessed(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def predicted(tmp_path_factory, tiny_bundle, brain_inputs):
+    """(config, preprocessed record, predictions) of one predicted session (read-only for tests)."""
+    out = tmp_path_factory.mktemp("predicted") / "out"
+    shutil.copytree(brain_inputs, out)
+    record = bf.record_for(out)
+    config = bf.infer_config(out, tiny_bundle)
+    loading.clear_cache()
+    from bids_amyloid.infer.predict import check_model, gather_predictions, predict_session
+
+    check_model(config)
+    predictions = predict_session(bf.session(), record, config)
+    gather_predictions(config)
+    return config, record, predictions

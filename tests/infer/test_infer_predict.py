@@ -1,0 +1,212 @@
+"""predict_session / gather_predictions / check_model on a tiny bundle and a brain-shaped session."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import brainfixtures as bf
+from bids_amyloid.errors import DataError, UsageError
+from bids_amyloid.infer import predict, volumes
+from bids_amyloid.infer.predict import (COLUMNS, check_model, ensemble_prediction, gather_predictions,
+                                        predict_session, predictions_path, read_table)
+from bids_amyloid.infer.saliency import saliency_paths
+
+
+def _json(path):
+    return json.loads(path.with_name(path.name.split(".")[0] + ".json").read_text())
+
+
+def test_ensemble_rule():
+    p = ensemble_prediction([0.2, 0.6, 0.7], [0.5, 0.5, 0.5], subject="01", session=None, contrast="T1w",
+                            model_id="m", testing_only=False)
+    assert p.probability == pytest.approx(0.5) and p.label == "positive"  # >= threshold, as in training
+    assert p.uncertainty == pytest.approx(np.std([0.2, 0.6, 0.7])) and (p.fold_min, p.fold_max) == (0.2, 0.7)
+    assert p.positive_folds == 2 and p.n_folds == 3 and p.session_id is None
+    assert p.row()[list(COLUMNS).index("session_id")] == "n/a"
+
+
+def test_prediction_table_and_dictionary(predicted):
+    config, _, predictions = predicted
+    table = predictions_path(config.output_dir, "01", "01")
+    assert table.name == "sub-01_ses-01_desc-amyloid_predictions.tsv"
+    header = table.read_text().splitlines()[0].split("\t")
+    assert header == list(COLUMNS)
+    (row,) = read_table(table)
+    assert row["participant_id"] == "sub-01" and row["session_id"] == "ses-01" and row["contrast"] == "T1w"
+    p, lo, hi, t = (float(row[k]) for k in ("probability", "fold_min", "fold_max", "threshold"))
+    assert 0 < lo <= p <= hi < 1 and t == pytest.approx(0.45)
+    assert row["label"] == ("positive" if p >= t else "negative") and row["testing_only"] == "true"
+    assert float(row["uncertainty"]) > 0 and row["n_folds"] == "3"
+    meta = _json(table)
+    for column in COLUMNS:
+        assert meta[column]["LongName"] and meta[column]["Description"]
+    assert set(meta["label"]["Levels"]) == {"positive", "negative"}
+    assert meta["Models"]["T1w"]["ModelId"] == row["model_id"] and meta["Models"]["T1w"]["TestingOnly"] is True
+    assert meta["GeneratedBy"]["Version"] and meta["RandomSeed"] == config.seed and meta["Settings"]
+    assert any(s.endswith("desc-slices_T1w.npy") for s in meta["Sources"])
+    assert all(v.startswith("sha256:") for v in meta["SourceChecksums"].values())
+    gathered = read_table(config.output_dir / predict.GROUP_TABLE)
+    assert gathered == [row]
+
+
+def test_saliency_files(predicted):
+    config, record, _ = predicted
+    brain = volumes.template_mask_array()
+    shape, affine = volumes.template_grid()
+    native_ref = nib.load(str(record.native_preproc))
+    for method in ("gradcam", "gradient"):
+        paths = saliency_paths(config.output_dir, "01", "01", "T1w", method)
+        assert paths["template"].name == f"sub-01_ses-01_space-MNI152NLin2009aSym_desc-{method}T1w_saliency.nii.gz"
+        img = nib.load(str(paths["template"]))
+        data = np.asarray(img.dataobj)
+        assert img.shape == shape and np.allclose(img.affine, affine)
+        assert data.max() == pytest.approx(1.0) and data.min() >= 0 and not data[~brain].any()
+        meta = _json(paths["template"])
+        assert meta["SkullStripped"] is True and meta["Space"] == "MNI152NLin2009aSym" and meta["Sources"]
+        assert 0 < meta["MassInsideBrainMask"] <= 1 and meta["Method"]["Name"]
+        native = nib.load(str(paths["native"]))
+        assert native.shape == native_ref.shape and np.allclose(native.affine, native_ref.affine)
+        assert _json(paths["native"])["Transform"]["Files"]
+        rows = read_table(paths["regions"])
+        assert rows and sum(float(r["saliency_share"]) for r in rows) == pytest.approx(1.0, abs=1e-3)
+        assert "Atlas" in _json(paths["regions"])
+
+
+def test_native_map_matches_template_map(predicted):
+    """Warp the native map back with the forward transform: it must agree with the template map."""
+    import ants
+
+    config, record, _ = predicted
+    brain = volumes.template_mask_array()
+    for method in ("gradcam", "gradient"):
+        paths = saliency_paths(config.output_dir, "01", "01", "T1w", method)
+        template = np.asarray(nib.load(str(paths["template"])).dataobj)
+        back = ants.apply_transforms(fixed=ants.image_read(str(paths["template"])),
+                                     moving=ants.image_read(str(paths["native"])),
+                                     transformlist=[str(record.xfm_to_template)], interpolator="linear").numpy()
+        r = np.corrcoef(back[brain], template[brain])[0, 1]
+        assert r > 0.8, (method, r)
+        assert np.allclose(ndimage.center_of_mass(back * brain), ndimage.center_of_mass(template), atol=2.0)
+
+
+def test_saliency_that_looks_at_the_brain_stays_on_the_brain(tmp_path, tiny_bundle, brain_inputs, monkeypatch):
+    """With attributions that follow the input brain (a model that 'looks at the brain'), >= 90 % of
+    the unmasked saliency mass lands inside the template brain mask (geometry end to end)."""
+    from bids_amyloid.infer import ensemble
+    from bids_amyloid.models.inputs import CLIP_MEAN, CLIP_STD
+
+    real = ensemble.run_ensemble
+
+    def brain_following(students, x, **kwargs):
+        result = real(students, x, **kwargs)
+        raw = (x[:, 0] * CLIP_STD[0] + CLIP_MEAN[0]).clamp(min=0)
+        result.maps = {"gradient": raw.numpy(),
+                       "gradcam": raw.reshape(-1, 14, 16, 14, 16).mean(axis=(2, 4)).numpy()}
+        return result
+
+    monkeypatch.setattr(ensemble, "run_ensemble", brain_following)
+    out = tmp_path / "out"
+    shutil.copytree(brain_inputs, out)
+    config = bf.infer_config(out, tiny_bundle)
+    config.infer.native_saliency = False
+    predict_session(bf.session(), bf.record_for(out), config)
+    for method in ("gradcam", "gradient"):
+        meta = _json(saliency_paths(out, "01", "01", "T1w", method)["template"])
+        assert meta["MassInsideBrainMask"] >= 0.9, (method, meta["MassInsideBrainMask"])
+
+
+def test_same_seed_same_outputs_and_resume(tmp_path, predicted, brain_inputs, tiny_bundle):
+    config, _, _ = predicted
+    out = tmp_path / "out"
+    shutil.copytree(brain_inputs, out)
+    again = bf.infer_config(out, tiny_bundle)
+    predict_session(bf.session(), bf.record_for(out), again)
+    first, second = predictions_path(config.output_dir, "01", "01"), predictions_path(out, "01", "01")
+    assert first.read_bytes() == second.read_bytes()
+    for method in ("gradcam", "gradient"):
+        a = saliency_paths(config.output_dir, "01", "01", "T1w", method)
+        b = saliency_paths(out, "01", "01", "T1w", method)
+        for kind in a:
+            if kind == "regions":
+                assert a[kind].read_bytes() == b[kind].read_bytes()
+            else:
+                assert np.array_equal(nib.load(str(a[kind])).get_fdata(), nib.load(str(b[kind])).get_fdata())
+    stamp = second.stat().st_mtime_ns
+    predict_session(bf.session(), bf.record_for(out), again)  # finished: skipped
+    assert second.stat().st_mtime_ns == stamp
+
+
+def test_no_session_and_no_native(tmp_path, tiny_bundle):
+    out = tmp_path / "out"
+    record = bf.make_preprocessed(out, subject="02", session=None, native=False)
+    config = bf.infer_config(out, tiny_bundle)
+    (prediction,) = predict_session(bf.session("02", None), record, config)
+    table = predictions_path(out, "02", None)
+    assert table.name == "sub-02_desc-amyloid_predictions.tsv"
+    (row,) = read_table(table)
+    assert row["session_id"] == "n/a" and row["mri_session_id"] == "n/a" and prediction.session_id is None
+    paths = saliency_paths(out, "02", None, "T1w", "gradcam")
+    assert paths["template"].is_file() and not paths["native"].exists()
+
+
+def _fake_table(out, subject, session, contrast="T1w"):
+    p = ensemble_prediction([0.3, 0.5], [0.4, 0.4], subject=subject, session=session, contrast=contrast,
+                            model_id="abc", testing_only=True)
+    predict._write_table(predictions_path(out, subject, session), [p])
+
+
+def test_gather_is_complete_sorted_and_concurrency_safe(tmp_path):
+    out = tmp_path / "out"
+    for subject, session in (("10", "B"), ("02", None), ("10", "A"), ("03", "A")):
+        _fake_table(out, subject, session)
+    config = bf.infer_config(out, tmp_path)
+    errors = []
+
+    def run():
+        try:
+            gather_predictions(config)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    target = out / predict.GROUP_TABLE
+    rows = read_table(target)
+    assert [(r["participant_id"], r["session_id"]) for r in rows] == [
+        ("sub-02", "n/a"), ("sub-03", "ses-A"), ("sub-10", "ses-A"), ("sub-10", "ses-B")]
+    before = target.read_bytes()
+    gather_predictions(config)
+    assert target.read_bytes() == before
+    assert _json(target)["label"]["Levels"]
+    assert not list(target.parent.glob(".tmp-*"))
+
+
+def test_check_model_errors(tmp_path, tiny_bundle):
+    with pytest.raises(DataError) as err:
+        check_model(bf.infer_config(tmp_path / "out", tmp_path / "nowhere"))
+    assert err.value.exit_code == 65
+    with pytest.raises(UsageError) as err:
+        check_model(bf.infer_config(tmp_path / "out", tiny_bundle, contrasts=["FLAIR"]))
+    assert err.value.exit_code == 64
+    config = bf.infer_config(tmp_path / "out", tiny_bundle)
+    config.infer.saliency = ("gradcam", "occlusion")
+    with pytest.raises(UsageError):
+        check_model(config)
+    tampered = tmp_path / "tampered" / "models"
+    shutil.copytree(tiny_bundle, tampered)
+    fold = next(tampered.glob("fold-*_student.safetensors"))
+    fold.write_bytes(fold.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(DataError, match="checksum"):
+        check_model(bf.infer_config(tmp_path / "out", tampered.parent))  # group output folder holding models/
+    bundles = check_model(bf.infer_config(tmp_path / "out", tiny_bundle))
+    assert list(bundles) == ["T1w"]

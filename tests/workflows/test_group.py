@@ -1,0 +1,132 @@
+"""Group level end to end on a tiny BIDS dataset with fake slice caches (tiny backbone, CPU)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bids_amyloid.errors import DataError, UsageError
+from bids_amyloid.models.bundle import load_bundle
+from bids_amyloid.train.metrics import choose_threshold
+
+
+def _fakes():
+    name = "bids_amyloid_test_fakes"  # tests/train/fakes.py (the suite uses --import-mode=importlib)
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "train" / "fakes.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def _nifti(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6), np.float32), np.eye(4)), str(path))
+
+
+def make_dataset(root: Path, weights: Path, labels: list[int] | None = None, n_subjects: int = 9, **train):
+    """BIDS input (T1w for all, PET for all but the last subject, one unlabelled subject) plus the
+    slice caches the participant level would have written."""
+    fakes = _fakes()
+    config = fakes.tiny_config(root, weights, **train)
+    sessions = fakes.fake_sessions(config.output_dir, n_subjects, labels=labels)
+    bids = config.bids_dir
+    bids.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(json.dumps({"Name": "fake", "BIDSVersion": "1.10.0"}))
+    rows = ["participant_id\tcentiloid"]
+    for s in sessions + [None]:
+        sub = s.subject if s else f"{n_subjects + 1:02d}"
+        _nifti(bids / f"sub-{sub}" / "anat" / f"sub-{sub}_T1w.nii.gz")
+        if s is None or s.subject != f"{n_subjects:02d}":
+            _nifti(bids / f"sub-{sub}" / "pet" / f"sub-{sub}_trc-{fakes.TRACER}_pet.nii.gz")
+        rows.append(f"sub-{sub}\t{s.centiloid if s else 'n/a'}")
+    (bids / "participants.tsv").write_text("\n".join(rows) + "\n")
+    pet_cache = fakes.slice_cache_path(config.output_dir, f"{n_subjects:02d}", None, "pet", fakes.TRACER)
+    pet_cache.unlink()
+    pet_cache.with_suffix(".json").unlink()
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from bids_amyloid.models import backbone
+    from bids_amyloid.workflows.group import run_group
+
+    root = tmp_path_factory.mktemp("group")
+    ckpt = backbone.write_random_checkpoint(root / "ckpt.bin", "tiny", seed=7)
+    weights = backbone.convert_checkpoint(ckpt, root / "weights", "tiny")
+    config = make_dataset(root, weights, augment=True)
+    assert run_group(config) == 0
+    return config
+
+
+def test_outputs_and_out_of_fold_predictions(trained):
+    out = trained.output_dir
+    for rel in ("models/manifest.json", "models/splits.json", "group/desc-oof_predictions.tsv",
+                "group/desc-oof_predictions.json", "group/desc-cv_metrics.tsv", "group/desc-cv_metrics.json",
+                "group/desc-val_predictions.tsv", "logs/group_config.json", "dataset_description.json"):
+        assert (out / rel).is_file(), rel
+    oof = pd.read_csv(out / "group" / "desc-oof_predictions.tsv", sep="\t")
+    students = oof[oof.model == "student"]
+    teachers = oof[oof.model == "teacher"]
+    # every labelled session predicted exactly once out of fold; the unlabelled sub-10 never
+    assert sorted(students.participant_id) == [f"sub-{i:02d}" for i in range(1, 10)]
+    assert sorted(teachers.participant_id) == [f"sub-{i:02d}" for i in range(1, 9)]  # sub-09 has no PET
+    splits = json.loads((out / "models" / "splits.json").read_text())
+    for fold in splits["folds"]:
+        parts = [set(fold[p]) for p in ("train", "val", "test")]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        held = {p[len("sub-"):] for p in students[students.fold == fold["fold"]].participant_id}
+        assert held == parts[2]  # predictions come from the fold that held the subject out
+    metrics = pd.read_csv(out / "group" / "desc-cv_metrics.tsv", sep="\t")
+    assert set(metrics.model) == {"teacher", "student"} and "pooled" in set(metrics.fold.astype(str))
+    bundle = load_bundle(out)
+    assert len(bundle.folds) == 2 and bundle.has_teachers and bundle.testing_only
+    assert bundle.read_json("splits.json") == splits
+
+
+def test_thresholds_were_chosen_on_validation_predictions(trained):
+    out = trained.output_dir
+    oof = pd.read_csv(out / "group" / "desc-oof_predictions.tsv", sep="\t")
+    val = pd.read_csv(out / "group" / "desc-val_predictions.tsv", sep="\t")
+    for (model, fold), rows in val.groupby(["model", "fold"]):
+        expected = choose_threshold(rows.label.to_numpy(), rows.probability.to_numpy(), "f1")
+        held = oof[(oof.model == model) & (oof.fold == fold)]
+        assert np.allclose(held.threshold, expected, atol=1e-5)
+        assert set(rows.participant_id).isdisjoint(held.participant_id)
+
+
+def test_resume_reuses_finished_folds_and_splits(trained, caplog):
+    from bids_amyloid.workflows.group import run_group
+
+    out = trained.output_dir
+    splits_before = (out / "models" / "splits.json").read_text()
+    oof_before = (out / "group" / "desc-oof_predictions.tsv").read_text()
+    trained.train.resume = True
+    with caplog.at_level(logging.INFO, logger="bids_amyloid.train"):
+        assert run_group(trained) == 0
+    trained.train.resume = False
+    assert "finished earlier" in caplog.text
+    assert (out / "models" / "splits.json").read_text() == splits_before
+    assert (out / "group" / "desc-oof_predictions.tsv").read_text() == oof_before
+
+
+def test_refuses_one_class_and_too_few_subjects(tmp_path):
+    from bids_amyloid.workflows.group import run_group
+
+    one_class = make_dataset(tmp_path / "a", None, labels=[0] * 9)
+    with pytest.raises(DataError, match="both classes"):
+        run_group(one_class)
+    few = make_dataset(tmp_path / "b", None, n_subjects=5, folds=3)
+    with pytest.raises(UsageError, match="too few subjects"):
+        run_group(few)
+    no_teacher = make_dataset(tmp_path / "c", None, phase0=False, triplet=False)
+    with pytest.raises(UsageError, match="trained teacher"):
+        run_group(no_teacher)
