@@ -2,7 +2,8 @@
 # Docker smoke test of the bids_amyloid image (BIDS-Apps style CI):
 #   engine (install/start if needed) -> local base image (debootstrap, no registry) -> docker build
 #   -> --version / --help / --bids-exec-spec under --read-only as a non-root UID
-#   -> synthetic cohort (host venv) -> participant (2 subjects) -> participant (the rest) -> group
+#   -> synthetic cohort (host venv) -> participant (2 subjects) -> participant (all) -> group
+#   -> participant --model (prediction for 1 subject)
 #   -> output file list vs .ci/expected_outputs.txt -> bids-validator-deno on the output.
 #
 # usage: .ci/docker_smoke.sh [--update-expected] [--build-only] [--keep]
@@ -29,7 +30,7 @@ for arg in "$@"; do
     --update-expected) update_expected=1 ;;
     --build-only) build_only=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 64 ;;
   esac
 done
@@ -53,14 +54,18 @@ started_dockerd=0 scratch="" ctx=""
 cleanup() {
   local rc=$?
   [ -n "$ctx" ] && rm -rf "$ctx"
-  if [ -n "$scratch" ] && [ "$keep" = 0 ] && [ -z "${SMOKE_DIR:-}" ]; then
+  if [ -n "$scratch" ] && { [ "$keep" = 1 ] || [ -n "${SMOKE_DIR:-}" ]; }; then
+    log "kept $scratch (data, out, work, weights)"
+  elif [ -n "$scratch" ]; then
     # outputs written by the container's UID: remove them from inside a container if needed
     rm -rf "$scratch" 2>/dev/null || docker run --rm -v "$scratch:/s" --entrypoint /bin/sh "$image" -c 'rm -rf /s/*' >/dev/null 2>&1 || true
     rm -rf "$scratch" 2>/dev/null || true
   fi
   if [ "$started_dockerd" = 1 ] && [ -f /tmp/bids_amyloid_dockerd.pid ]; then
     log "stopping the dockerd this script started"
-    kill "$(cat /tmp/bids_amyloid_dockerd.pid)" 2>/dev/null || true
+    local pid; pid=$(cat /tmp/bids_amyloid_dockerd.pid)
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     rm -f /tmp/bids_amyloid_dockerd.pid
   fi
   if [ ${#timings[@]} -gt 0 ]; then
@@ -199,6 +204,9 @@ stamp "participant (all, resuming)" $((SECONDS - t))
 t=$SECONDS
 "${drun[@]}" "${mounts[@]}" "$image" /data /out group --folds 2 --centiloid-threshold "$threshold" "${common[@]}"
 stamp "group (--sloppy, 2 folds)" $((SECONDS - t))
+t=$SECONDS   # prediction with the bundle just trained
+"${drun[@]}" "${mounts[@]}" "$image" /data /out participant --model /out --participant-label "${labels[0]}" "${common[@]}"
+stamp "participant --model (1 subject)" $((SECONDS - t))
 
 # ---- 6. outputs ----------------------------------------------------------------------------------
 # Relative paths, sorted; run-dependent parts (dates, times, hashes) normalised.

@@ -64,7 +64,7 @@ def measure(name: str, step: Callable[[], None], *, device: torch.device, steps:
     flops = _count_flops(step)
     row = {"step": name, "step_s": round(per_step, 4), "sessions_per_s": round(sessions / per_step, 2),
            "slice_images_per_s": round(images / per_step, 1), "tflop_per_step": round(flops / 1e12, 3),
-           "achieved_tflops": round(flops / per_step / 1e12, 1)}
+           "achieved_tflops": round(flops / per_step / 1e12, 3)}
     if device.type == "cuda":
         row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     if peak_tflops:

@@ -162,8 +162,8 @@ class InferConfig:
     """Saliency maps per session and contrast: 'gradcam' and/or 'gradient'; empty = none."""
     native_saliency: bool = True
     """Also map the saliency onto the native T1w grid (inverse of the template transform)."""
-    cpu_bf16: bool = False
-    """bf16 autocast on the CPU too (CUDA always uses bf16); see benchmarks/inference.py."""
+    cpu_bf16: bool = True
+    """bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX; CUDA always bf16): 2-3x faster, |dp| < 0.002."""
 
 
 @dataclass

@@ -207,4 +207,4 @@ def test_group_all_labels_one_class(bids, tmp_path):
 
 def test_group_too_few_subjects_for_folds(bids, tmp_path):
     result = run_cli(bids, tmp_path / "o", "group", "--folds", "10", "--skip-bids-validation")
-    assert result.returncode == 65 and "fold" in result.stderr
+    assert result.returncode == 64 and "10-fold" in result.stderr

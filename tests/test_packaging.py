@@ -164,3 +164,18 @@ def test_docker_smoke_options():
     for needed in ("--update-expected", "SMOKE_SKIP_BUILD", "--read-only", "expected_outputs.txt",
                    "bids-validator-deno", "FETCH_WEIGHTS=0"):
         assert needed in text, needed
+
+
+def test_smoke_threshold_gives_four_subjects_per_class():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smoke_threshold", REPO / ".ci" / "smoke_threshold.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    balanced = [60, 50, 40, 30, 10, 5, 0, -5]
+    assert mod.choose(balanced, 4, 20.6) == 20.6  # the app's default already splits 4/4
+    skewed = [125, 64, 12, 8, 3, -3, -6, -14]
+    t = mod.choose(skewed, 4, 20.6)
+    assert sum(v > t for v in skewed) == 4 and sum(v <= t for v in skewed) == 4
+    with pytest.raises(ValueError):
+        mod.choose(skewed[:6], 4, 20.6)

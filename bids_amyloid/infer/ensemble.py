@@ -47,12 +47,26 @@ class EnsembleResult:
         return 1.0 / (1.0 + np.exp(-self.logits.astype(np.float64)))
 
 
+def cpu_has_bf16() -> bool:
+    """True when oneDNN has native bf16 kernels on this CPU (AVX512-BF16 / AMX); elsewhere bf16
+    would be emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def precision(device: torch.device, cpu_bf16: bool) -> str:
+    """'bf16' (autocast) or 'float32': CUDA always bf16; the CPU when asked AND supported natively."""
+    if device.type == "cuda" or (cpu_bf16 and device.type == "cpu" and cpu_has_bf16()):
+        return "bf16"
+    return "float32"
+
+
 def autocast_for(device: torch.device, cpu_bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (always) and on the CPU when asked; else a no-op."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if cpu_bf16:
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    """bf16 autocast per :func:`precision`; else a no-op."""
+    if precision(device, cpu_bf16) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

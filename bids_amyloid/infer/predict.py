@@ -225,12 +225,14 @@ def _done(path: Path, model_ids: dict[str, str], expected: list[Path]) -> bool:
 
 
 def _model_info(model, config: Config) -> dict[str, Any]:
+    from bids_amyloid.infer.ensemble import precision
+
     bundle = model.bundle
     return {"ModelId": bundle.model_id, "ModelPath": str(bundle.path), "Backbone": bundle.backbone_kind,
             "TestingOnly": bundle.testing_only, "Folds": len(model.students), "FoldThresholds": bundle.thresholds,
             "BundleVersion": bundle.version, "TrainedWith": bundle.bids_amyloid_version,
             "EnsembleRule": ENSEMBLE_RULE, "Device": str(model.device),
-            "Precision": "bf16 autocast" if model.device.type == "cuda" or config.infer.cpu_bf16 else "float32"}
+            "Precision": precision(model.device, config.infer.cpu_bf16)}
 
 
 def predict_session(session: Session, preprocessed: Any, config: Config) -> list[Prediction]:

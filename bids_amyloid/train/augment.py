@@ -131,10 +131,11 @@ def apply_params(x: Tensor, p: AugmentParams) -> Tensor:
     return x
 
 
-def augment_pair(mri: Tensor, pet: Tensor | None, gen: torch.Generator,
-                 pet_suvr_scale: float) -> tuple[Tensor, Tensor | None, AugmentParams]:
-    """Augment one sample's MRI (and PET, in SUVR) slices with one set of parameters."""
-    params = sample_params(gen, tuple(mri.shape[-2:]))
-    mri_out = apply_params(mri, params)
+def augment_pair(mri: Tensor | None, pet: Tensor | None, gen: torch.Generator,
+                 pet_suvr_scale: float) -> tuple[Tensor | None, Tensor | None, AugmentParams]:
+    """Augment one sample's MRI and PET (SUVR) slices with one set of parameters (either may be
+    None: a PET-only read gets the parameters its MRI would get from the same generator)."""
+    params = sample_params(gen, tuple((mri if mri is not None else pet).shape[-2:]))
+    mri_out = None if mri is None else apply_params(mri, params)
     pet_out = None if pet is None else apply_params(pet.float() / pet_suvr_scale, params) * pet_suvr_scale
     return mri_out, pet_out, params

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,15 @@ def _group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) ->
     return [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
 
 
+def min_subjects_per_class(folds: int) -> int:
+    """Fewest subjects of a class that leave, in every outer fold, one of them in each inner
+    part: n - ceil(n / folds) held-in subjects must fill max(2, folds - 1) inner folds."""
+    n = 2
+    while n - math.ceil(n / folds) < max(2, folds - 1):
+        n += 1
+    return n
+
+
 def check_class_balance(subjects: Sequence[str], labels: Sequence[int], folds: int) -> None:
     """Refuse data that k-fold CV cannot use: one class only, or too few subjects per class."""
     y = np.asarray(labels, dtype=int)
@@ -81,7 +91,7 @@ def check_class_balance(subjects: Sequence[str], labels: Sequence[int], folds: i
         raise DataError(f"all {len(y)} labelled sessions are amyloid {'positive' if y[0] else 'negative'}: "
                         "a classifier needs both classes")
     per_class = {c: len({s for s, label in zip(subjects, y) if label == c}) for c in (0, 1)}
-    need = folds + 1  # each outer test fold and the inner validation part need one of each class
+    need = min_subjects_per_class(folds)
     if min(per_class.values()) < need:
         raise UsageError(f"too few subjects for {folds}-fold cross-validation: {per_class[1]} positive and "
                          f"{per_class[0]} negative subject(s); each class needs >= {need} (use fewer --folds)")
@@ -98,10 +108,13 @@ def make_splits(subjects: Sequence[str], labels: Sequence[int], folds: int, seed
         val_idx = rest[inner[0]]
         train_idx = np.setdiff1d(rest, val_idx)
         parts = [tuple(sorted(set(subj[i]))) for i in (train_idx, val_idx, test_idx)]
-        for name, idx in zip(("train", "validation", "test"), (train_idx, val_idx, test_idx)):
+        for name, idx in zip(("train", "validation"), (train_idx, val_idx)):
             if len(np.unique(y[idx])) < 2:
                 raise UsageError(f"fold {k}: the {name} part has one class only; too few subjects per class "
                                  f"for {folds}-fold cross-validation (use fewer --folds)")
+        if len(np.unique(y[test_idx])) < 2:
+            log.warning("fold %d: the held-out part has one class only (no per-fold AUC; the pooled "
+                        "out-of-fold metrics still count it)", k)
         result.append(Fold(k, *parts))
     splits = Splits(tuple(result), seed)
     check_no_leak(splits)

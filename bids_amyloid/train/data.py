@@ -141,11 +141,11 @@ class SliceDataset(Dataset):
         sample, index = self.samples[i], self.slices[i]
         if pet is None:
             pet = sample.pet is not None if self.with_pet is None else self.with_pet
-        x_mri, n_mri = self._read(sample.mri, index)
+        x_mri, n_mri = self._read(sample.mri, index) if mri else (None, None)
         x_pet = None
         if pet:
             x_pet, n_pet = self._read(sample.pet, index)
-            if n_pet != n_mri or x_pet.shape != x_mri.shape:
+            if x_mri is not None and (n_pet != n_mri or x_pet.shape != x_mri.shape):
                 raise DataError(f"{sample.pet}: {n_pet} slices of {tuple(x_pet.shape[1:])} do not match the MRI "
                                 f"slice cache {sample.mri} ({n_mri} of {tuple(x_mri.shape[1:])})")
         if self.augment:

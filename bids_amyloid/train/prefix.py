@@ -6,7 +6,12 @@ tokens can be computed once and reused: :meth:`AmyloidNet.embed` accepts the tok
 images. Tokens are keyed by slice-cache file and number of frozen blocks, so the teacher and a
 'paper' student (same frozen blocks) share them across phases and folds. The cache stops
 growing at its memory budget (later inputs are then computed as usual). Stored as bf16 on a GPU,
-fp32 on the CPU. Measured gain: see TrainConfig.cache_frozen and benchmarks/training.py.
+fp32 on the CPU.
+
+Measured on the CPU (2 threads, one session of 25 MRI + 25 PET slices, benchmarks/training.py
+step-times; shared machine, +-30 %): ViT-B/16 teacher train step 18.0 -> 12.6 s, validation
+pass 12.5 -> 9.2 s (29 MiB of tokens per session); tiny: 0.67 -> 0.45 s and 0.42 -> 0.19 s.
+So the cache is on by default (TrainConfig.cache_frozen).
 """
 from __future__ import annotations
 

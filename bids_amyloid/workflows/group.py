@@ -10,6 +10,7 @@ subject-level k-fold cross-validation, and writes (rank 0 only, atomically):
   predictions of every labelled session, teacher and student, with the validation threshold;
 - ``group/desc-val_predictions.tsv`` (+ ``.json``): the validation predictions thresholds came from;
 - ``group/desc-cv_metrics.tsv`` (+ ``.json``): metrics per contrast, model and fold, and pooled;
+- ``group/group_report.html``: the group report (``bids_amyloid.report.group``);
 - ``logs/group_config.json``: the configuration of the run.
 
 Sessions without the contrast or without its slice cache are skipped (counted in the log).
@@ -90,7 +91,7 @@ def run_group(config: Config) -> int:
 def _run(config: Config, ctx) -> int:
     from bids_amyloid.bids.derivatives import init_output_dir
     from bids_amyloid.bids.layout import discover_sessions, require_labels
-    from bids_amyloid.train.cv import Splits, load_or_make_splits
+    from bids_amyloid.train.cv import Splits, check_class_balance, load_or_make_splits
     from bids_amyloid.train.data import build_samples
     from bids_amyloid.train.distributed import barrier, broadcast_object
     from bids_amyloid.train.runner import cross_validate
@@ -99,6 +100,8 @@ def _run(config: Config, ctx) -> int:
     start = time.perf_counter()
     out = Path(config.output_dir)
     labelled = require_labels(discover_sessions(config), config)
+    # label problems are cheaper to report than missing caches: check them first
+    check_class_balance([s.subject for s in labelled], [s.label for s in labelled], config.train.folds)
     if ctx.is_main:
         init_output_dir(out, config.bids_dir)
         save_config(config, out / "logs" / "group_config.json")
@@ -133,12 +136,27 @@ def _run(config: Config, ctx) -> int:
 
     results = {c: cross_validate(samples, splits, config, contrast=c, device=device, ctx=ctx)
                for c, samples in per_contrast.items()}
+    status = 0
     if ctx.is_main:
         summary = {"bids_amyloid_version": __version__, "seeds": seeds, "device": str(device),
                    "processes": ctx.world_size, "skipped_sessions": skipped_all,
                    "wall_time_s": round(time.perf_counter() - start, 1)}
         write_outputs(config, splits, per_contrast, results, summary)
+        status = _report(config)
     barrier(ctx)
+    return status
+
+
+def _report(config: Config) -> int:
+    """The HTML group report; its failure does not undo the (complete) models and tables."""
+    from bids_amyloid.report.group import write_group_report
+
+    try:
+        write_group_report(config)
+    except Exception as exc:  # a figure bug must not hide that training succeeded
+        log.error("the group report failed (%s: %s); the models and tables in %s are complete",
+                  type(exc).__name__, exc, config.output_dir)
+        return 1
     return 0
 
 
@@ -165,6 +183,7 @@ def write_outputs(config: Config, splits, per_contrast: dict, results: dict, sum
     from bids_amyloid.models.backbone import encoder_base_state, load_slice_encoder
     from bids_amyloid.models.bundle import save_bundle
     from bids_amyloid.train.metrics import metrics_table
+    from bids_amyloid.train.phases import PHASE0, PHASE1, PHASE2, STUDENT_DROPOUTS
 
     out = Path(config.output_dir)
     rows = [r for outputs in results.values() for o in outputs for r in o.predictions]
@@ -183,6 +202,8 @@ def write_outputs(config: Config, splits, per_contrast: dict, results: dict, sum
         training = {**summary, "contrast": contrast, "n_samples": len(per_contrast[contrast]),
                     "ablations": {k: getattr(config.train, k) for k in
                                   ("phase0", "triplet", "distill", "feature_kd", "logit_kd", "negatives", "augment")},
+                    "recipe": {"phase0": PHASE0, "phase1": PHASE1, "phase2": PHASE2,
+                               "student_dropouts": STUDENT_DROPOUTS},
                     "weak_teacher_folds": weak, "folds": [o.summary for o in outputs]}
         has_teacher = all(o.teacher_state is not None for o in outputs)
         dest = out / "models" if len(results) == 1 else out / "models" / contrast

@@ -23,7 +23,9 @@ from bids_amyloid.errors import BidsAmyloidError, UsageError
 log = logging.getLogger("bids_amyloid.participant")
 
 GIB_PER_PROCESS = 3.0
-"""Measured peak RSS of one preprocessing process on a 1 mm session, rounded up (see benchmarks)."""
+"""Peak RSS of one preprocessing process on a 1 mm session (measured 1.3 GiB), with headroom."""
+GIB_PER_PROCESS_WITH_MODEL = 6.0
+"""Preprocessing + ViT-B/16 fold-ensemble inference with saliency (measured 5.8 GiB)."""
 
 
 @dataclass
@@ -39,11 +41,10 @@ def plan_processes(config: Config) -> int:
     nprocs = config.nprocs
     if config.mem_gb is None:
         return nprocs
-    fitting = int(config.mem_gb // GIB_PER_PROCESS)
+    need = GIB_PER_PROCESS if config.model_path is None else GIB_PER_PROCESS_WITH_MODEL
+    fitting = int(config.mem_gb // need)
     if fitting < 1:
-        raise UsageError(
-            f"--mem {config.mem_gb:g} GiB is below the {GIB_PER_PROCESS:g} GiB one preprocessing process needs"
-        )
+        raise UsageError(f"--mem {config.mem_gb:g} GiB is below the {need:g} GiB one participant process needs")
     if fitting < nprocs:
         log.warning("--mem %.3g GiB fits %d process(es), not --nprocs %d: using %d", config.mem_gb, fitting, nprocs, fitting)
     return min(nprocs, fitting)
@@ -73,13 +74,26 @@ def process_subject(sessions: list[Session], config: Config) -> list[SessionResu
             results.append(SessionResult(session.key, True))
             log.info("%s done in %.1f s", session.key, time.perf_counter() - start)
         except BidsAmyloidError as exc:
-            log.error("%s failed: %s", session.key, exc)
+            log.error("%s failed: %s", session.key, exc, exc_info=bool(config.verbose))
             results.append(SessionResult(session.key, False, exc.exit_code, str(exc)))
         except Exception as exc:  # one broken session must not stop the others
-            log.exception("%s failed unexpectedly", session.key) if config.verbose else log.error(
-                "%s failed unexpectedly: %s: %s", session.key, type(exc).__name__, exc)
+            log.error("%s failed unexpectedly: %s: %s", session.key, type(exc).__name__, exc,
+                      exc_info=bool(config.verbose))
             results.append(SessionResult(session.key, False, 1, f"{type(exc).__name__}: {exc}"))
+    if any(r.ok for r in results):
+        _write_report(sessions[0].subject, config)
     return results
+
+
+def _write_report(subject: str, config: Config) -> None:
+    """The participant's HTML page (reads only files in OUTPUT_DIR); a figure bug is not fatal."""
+    from bids_amyloid.report.participant import write_participant_report
+
+    try:
+        write_participant_report(subject, config)
+    except Exception as exc:
+        log.error("sub-%s: the HTML report failed (%s: %s); the derivatives are complete",
+                  subject, type(exc).__name__, exc, exc_info=bool(config.verbose))
 
 
 def _init_worker(verbose: int) -> None:

@@ -21,6 +21,7 @@ from bids_amyloid.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 SLURM = REPO / "examples" / "slurm"
+SYNTH_RESOLUTION = os.environ.get("BIDS_AMYLOID_TEST_SYNTH_RESOLUTION", "2")  # voxel-size scale of the cohort
 
 RECORDER = """#!{python}
 import json, os, sys
@@ -144,7 +145,7 @@ def test_array_runs_two_tasks_for_real(tmp_path):
     """Two array tasks in a row, the real CLI (local install), one shared output folder."""
     bids = tmp_path / "bids"
     synth = subprocess.run([str(Path(sys.executable).parent / "bids_amyloid-synth"), str(bids), "--n-subjects", "2",
-                            "--resolution", "2", "--seed", "0", "--contrasts", "T1w", "--tracers", "PiB"],
+                            "--resolution", SYNTH_RESOLUTION, "--seed", "0", "--contrasts", "T1w", "--tracers", "PiB"],
                            capture_output=True, text=True, timeout=300)
     assert synth.returncode == 0, synth.stderr
     weights = tmp_path / "weights" / "tiny"

@@ -74,3 +74,18 @@ def test_shared_prefix_is_the_frozen_blocks(students):
     assert depth == students[0].encoder.frozen_blocks < students[0].encoder.n_blocks
     with pytest.raises(ValueError):
         run_ensemble(students, torch.zeros(2, 3, 224, 224), methods=("lrp",))
+
+
+def test_cpu_bf16_is_close_to_fp32(students, x):
+    from bids_amyloid.infer.ensemble import cpu_has_bf16, precision
+
+    assert precision(torch.device("cpu"), False) == "float32"
+    if not cpu_has_bf16():
+        assert precision(torch.device("cpu"), True) == "float32"  # emulated bf16 would be slower: not used
+        pytest.skip("no native bf16 on this CPU")
+    assert precision(torch.device("cpu"), True) == "bf16"
+    fp32 = run_ensemble(students, x, methods=("gradcam", "gradient"))
+    bf16 = run_ensemble(students, x, methods=("gradcam", "gradient"), cpu_bf16=True)
+    assert np.abs(bf16.probabilities - fp32.probabilities).max() < 0.01
+    for m in ("gradcam", "gradient"):
+        assert np.corrcoef(bf16.maps[m].ravel(), fp32.maps[m].ravel())[0, 1] > 0.99

@@ -50,3 +50,10 @@ def test_parameter_ranges_and_no_flips():
                 assert (out - img[0]).abs().mean() < (out - flipped).abs().mean()
     assert 40 <= seen_blur <= 80 and 70 <= seen_gamma <= 130 and 70 <= seen_noise <= 130 and 25 <= seen_erase <= 75
     assert not any("flip" in name for name in p.__dataclass_fields__)
+
+
+def test_pet_alone_gets_the_parameters_of_the_pair():
+    img = _image()
+    _, pair_pet, _ = augment_pair(img, img * 2, torch.Generator().manual_seed(9), 2.0)
+    _, alone, _ = augment_pair(None, img * 2, torch.Generator().manual_seed(9), 2.0)
+    assert torch.equal(pair_pet, alone)

@@ -59,3 +59,17 @@ def test_refuses_one_class_and_too_few_subjects():
         make_splits(["a", "b", "c"], [1, 1, 1], 2, 0)
     with pytest.raises(UsageError, match="too few subjects"):
         make_splits(["a", "b", "c", "d", "e"], [0, 0, 0, 1, 1], 5, 0)
+
+
+def test_the_minimum_subjects_per_class_is_enough():
+    from bids_amyloid.train.cv import min_subjects_per_class
+
+    assert [min_subjects_per_class(k) for k in (2, 3, 5)] == [4, 3, 5]
+    for folds in (2, 3, 5):
+        n = min_subjects_per_class(folds)
+        subjects, labels = [f"s{i}" for i in range(2 * n)], [i % 2 for i in range(2 * n)]
+        for seed in range(5):
+            splits = make_splits(subjects, labels, folds, seed)  # every train/val part holds both classes
+            assert len(splits.folds) == folds
+        with pytest.raises(UsageError):
+            make_splits(subjects[:-2], labels[:-2], folds, 0)

@@ -42,7 +42,9 @@ def _unprivileged_prefix() -> list[str]:
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         return []
     prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    probe = subprocess.run(prefix + [sys.executable, "-c", "import bids_amyloid"], capture_output=True)
+    # the interpreter must be runnable by 'nobody' for worker processes too (a pyenv under /root is not)
+    probe_code = "import bids_amyloid, multiprocessing as mp; mp.get_context('spawn').Lock()"
+    probe = subprocess.run(prefix + [sys.executable, "-c", probe_code], capture_output=True, cwd="/tmp")
     return prefix if probe.returncode == 0 else []
 
 

@@ -71,7 +71,8 @@ def test_outputs_and_out_of_fold_predictions(trained):
     out = trained.output_dir
     for rel in ("models/manifest.json", "models/splits.json", "group/desc-oof_predictions.tsv",
                 "group/desc-oof_predictions.json", "group/desc-cv_metrics.tsv", "group/desc-cv_metrics.json",
-                "group/desc-val_predictions.tsv", "logs/group_config.json", "dataset_description.json"):
+                "group/desc-val_predictions.tsv", "group/group_report.html", "logs/group_config.json",
+                "dataset_description.json"):
         assert (out / rel).is_file(), rel
     oof = pd.read_csv(out / "group" / "desc-oof_predictions.tsv", sep="\t")
     students = oof[oof.model == "student"]
