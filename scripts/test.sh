@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Install everything (.venv + test tools) and run the whole test suite.
+# Install everything (.venv + test tools) and run the whole test suite, then (as root, where a
+# Docker engine can be installed) the read-only, non-root Docker smoke test of the image.
+# SKIP_DOCKER_SMOKE=1 skips the latter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
 export MPLBACKEND=Agg
-.venv/bin/python -m pytest -q -p no:cacheprovider --timeout=900 "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --timeout=1800 "$@"
+if [ "${SKIP_DOCKER_SMOKE:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  bash .ci/docker_smoke.sh
+else
+  echo "Docker smoke test skipped (needs root and apt-get; SKIP_DOCKER_SMOKE=${SKIP_DOCKER_SMOKE:-0})"
+fi

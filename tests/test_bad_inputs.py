@@ -208,3 +208,96 @@ def test_group_all_labels_one_class(bids, tmp_path):
 def test_group_too_few_subjects_for_folds(bids, tmp_path):
     result = run_cli(bids, tmp_path / "o", "group", "--folds", "10", "--skip-bids-validation")
     assert result.returncode == 64 and "10-fold" in result.stderr
+
+
+def _reorient(path: Path, codes: tuple[str, str, str]) -> None:
+    img = nib.load(path)
+    now = nib.orientations.io_orientation(img.affine)
+    img = img.as_reoriented(nib.orientations.ornt_transform(now, nib.orientations.axcodes2ornt(codes)))
+    nib.save(img, str(path))
+    assert nib.aff2axcodes(nib.load(path).affine) == codes
+
+
+def _participant_one_session(bids, out, *extra):
+    return run_cli(bids, out, "participant", "--participant-label", BROKEN, "--session-label", "M000",
+                   "--skip-bids-validation", "--sloppy", *extra)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codes", [("L", "P", "S"), ("L", "P", "I")])
+def test_non_ras_orientation_works(bids, tmp_path, codes):
+    for path in t1w_files(bids):
+        _reorient(path, codes)
+    result = _participant_one_session(bids, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    sidecar = next((tmp_path / "out").glob("sub-001/ses-M000/anat/*_desc-preproc_T1w.json"))
+    assert json_load(sidecar)["OriginalOrientation"] == "".join(codes)
+
+
+def json_load(path: Path):
+    import json
+
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_missing_sidecar_works_with_warning(bids, tmp_path):
+    for path in t1w_files(bids):
+        path.with_name(path.name.replace(".nii.gz", ".json")).unlink()
+    result = _participant_one_session(bids, tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "has no JSON sidecar" in result.stderr
+
+
+@pytest.mark.slow
+def test_t2w_used_when_t1w_missing(bids, tmp_path):
+    for path in t1w_files(bids):
+        path.unlink()
+        path.with_name(path.name.replace(".nii.gz", ".json")).unlink(missing_ok=True)
+    result = _participant_one_session(bids, tmp_path / "out", "--contrast", "T1w", "T2w")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "out").glob("sub-001/ses-M000/anat/*_space-MNI152NLin2009aSym_desc-slices_T2w.npy"))
+    assert not list((tmp_path / "out").glob("sub-001/ses-M000/anat/*_desc-slices_T1w.npy"))
+
+
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    """A tiny-backbone model bundle (random, TESTING ONLY) saved through the real code path."""
+    from bids_amyloid.config import Config, ModelConfig
+    from bids_amyloid.models.bundle import save_bundle
+    from bids_amyloid.models.networks import build_network
+
+    config = Config(bids_dir=tmp_path / "b", output_dir=tmp_path / "o", analysis_level="group",
+                    model=ModelConfig(backbone="tiny"))
+    nets = [build_network(config.model, None, seed=f) for f in range(2)]
+    save_bundle(tmp_path / "bundle", config=config, students=[n.state_dict() for n in nets], teachers=None,
+                thresholds=[0.5, 0.5], splits={}, metrics={}, training_summary={"contrast": "T1w"})
+    return tmp_path / "bundle"
+
+
+def _predict(bids, out, bundle):
+    return run_cli(bids, out, "participant", "--participant-label", BROKEN, "--skip-bids-validation",
+                   "--sloppy", "--model", bundle)
+
+
+@pytest.mark.parametrize("damage", ["tampered", "truncated"])
+def test_damaged_model_bundle(bids, tmp_path, bundle, damage):
+    weights = sorted(bundle.rglob("*.safetensors"))[0]
+    raw = bytearray(weights.read_bytes())
+    if damage == "tampered":
+        raw[-10] ^= 0xFF
+    else:
+        raw = raw[: len(raw) // 2]
+    weights.write_bytes(bytes(raw))
+    result = _predict(bids, tmp_path / "out", bundle)
+    assert result.returncode == 65 and weights.name in result.stderr, result.stderr[-2000:]
+    assert not list((tmp_path / "out").rglob("*.nii.gz")), "refused before any preprocessing"
+
+
+def test_incompatible_model_bundle(bids, tmp_path, bundle):
+    manifest = bundle / "manifest.json"
+    data = json_load(manifest)
+    data["format_version"] = "99.0"
+    manifest.write_text(__import__("json").dumps(data))
+    result = _predict(bids, tmp_path / "out", bundle)
+    assert result.returncode == 65 and "incompatible" in result.stderr, result.stderr[-2000:]

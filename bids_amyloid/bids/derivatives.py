@@ -33,12 +33,12 @@ BIDSIGNORE_PATTERNS = (
     "*_xfm.mat",
     "*_xfm.h5",
     "*_xfm.json",
-    "figures/",
+    "figures",
     "sub-*/figures",
-    "models/",
-    "group/",
-    "logs/",
-    "sub-*/log/",
+    "models",
+    "group",
+    "logs",
+    "sub-*/log",
     "*_config.json",
 )
 """Patterns the BIDS validator must ignore in the output (no standard suffix exists for them)."""
@@ -88,6 +88,8 @@ def container_info() -> dict[str, str] | None:
     kind = os.environ.get("BIDS_AMYLOID_CONTAINER_TYPE")
     if not kind:
         return None
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        kind = "apptainer"  # our Docker image converted and run by Apptainer/Singularity
     return {"Type": kind, "Tag": os.environ.get("BIDS_AMYLOID_CONTAINER_TAG", f"bids_amyloid:{__version__}")}
 
 

@@ -120,6 +120,14 @@ def _choose_scan(files: list) -> Path:
     return Path(min(pool, key=lambda f: (spacing(f), _natural_key(f.filename))).path)
 
 
+def _has_sidecar(layout, path: Path) -> bool:
+    """A sidecar next to the scan or inherited from a parent folder (BIDS inheritance)."""
+    try:
+        return bool(layout.get_metadata(str(path)))
+    except Exception:  # pybids raises for files it did not index; treat as "no metadata"
+        return False
+
+
 def _nearest_mri_session(session: str | None, with_mri: list[str | None]) -> str | None:
     """The MRI session closest to ``session`` (by session number, else by order; earlier wins ties)."""
     ordered = sorted(with_mri, key=_natural_key)
@@ -192,6 +200,9 @@ def _subject_sessions(layout, subject: str, config: Config, filters: dict, label
         if not anat:
             log.warning("sub-%s ses-%s has PET but no MRI in any session: skipped", subject, ses)
             continue
+        for path in [*anat.values(), *(p.path for p in pets)]:
+            if not _has_sidecar(layout, path):
+                log.warning("%s has no JSON sidecar: processed without its acquisition metadata", path)
         value = labels.lookup(subject, ses)
         records.append(
             Session(
