@@ -14,6 +14,6 @@ n=${EXAMPLE_SUBJECTS:-16}
 [ -f "$root/weights/tiny/manifest.json" ] || $bin/bids_amyloid fetch-weights --tiny "$root/weights/tiny"
 common=(--sloppy --backbone-weights "$root/weights/tiny" -w "$root/work" --nprocs 2)
 $bin/bids_amyloid "$root/bids" "$root/out" participant "${common[@]}"
-$bin/bids_amyloid "$root/bids" "$root/out" group "${common[@]}"
+$bin/bids_amyloid "$root/bids" "$root/out" group "${common[@]}" --folds 3
 $bin/bids_amyloid "$root/bids" "$root/out" participant "${common[@]}" --model "$root/out"
 $bin/python -m bids_amyloid.report.summary "$root/out"
