@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end on a small built-in example: install, generate a synthetic cohort, participant level
-# (preprocessing), group level (teacher + student, 5-fold CV), then MRI-only prediction with the
+# (preprocessing), group level (teacher + student, 3-fold CV), then MRI-only prediction with the
 # trained bundle. Uses the tiny random backbone (--sloppy, TESTING ONLY): the real BiomedCLIP
 # weights need `bids_amyloid fetch-weights` on a machine with internet.
 set -euo pipefail

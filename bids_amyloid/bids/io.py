@@ -25,7 +25,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=path.parent)
+    # the target's name in the temporary's name lets a re-run find its own leftovers
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -75,11 +76,16 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def remove_stale_temporaries(folder: Path) -> int:
-    """Delete temporaries a killed run left behind; return how many."""
+def remove_stale_temporaries(folder: Path, target: str = "", *, recursive: bool = True) -> int:
+    """Delete temporaries a killed run left behind (those of ``target`` only, when given).
+
+    Call it only while holding the lock that guards ``folder`` (or ``target``), so that no live
+    writer's temporary is removed. Returns how many were deleted.
+    """
     count = 0
     if Path(folder).exists():
-        for tmp in Path(folder).rglob(f"{TMP_PREFIX}*"):
+        pattern = f"{TMP_PREFIX}{target}-*" if target else f"{TMP_PREFIX}*"
+        for tmp in (Path(folder).rglob(pattern) if recursive else Path(folder).glob(pattern)):
             if tmp.is_file():
                 tmp.unlink(missing_ok=True)
                 count += 1

@@ -157,12 +157,14 @@ def discover_sessions(config: Config, *, validate: bool | None = None) -> list[S
         subjects = [s for s in subjects if s in set(config.participant_labels)]
     labels = read_labels(bids_dir, config.labels)
     sessions = [s for sub in subjects for s in _subject_sessions(layout, sub, config, filters, labels)]
+    if not sessions:
+        raise MissingInputError(f"no selected session in {bids_dir} has a {'/'.join(config.contrasts)} MRI scan "
+                                "(PET needs an MRI session of the same subject)")
     if config.session_labels:
         sessions = [s for s in sessions if s.session in set(config.session_labels)]
-    if not sessions and (config.participant_labels or config.session_labels):
-        raise NothingSelectedError(f"no session with {config.contrasts} MRI matched the selection in {bids_dir}")
-    if not sessions:
-        raise MissingInputError(f"no session in {bids_dir} has a {'/'.join(config.contrasts)} MRI scan")
+        if not sessions:
+            raise NothingSelectedError(f"session label(s) {config.session_labels} match no session with "
+                                       f"{config.contrasts} MRI in {bids_dir}")
     return sessions
 
 

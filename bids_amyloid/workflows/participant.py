@@ -58,7 +58,21 @@ def set_thread_limits(threads: int, seed: int) -> None:
 
 
 def process_subject(sessions: list[Session], config: Config) -> list[SessionResult]:
-    """Preprocess (and predict) the sessions of one subject; runs in a worker process."""
+    """Preprocess (and predict) the sessions of one subject; runs in a worker process.
+
+    One subject at a time per output folder (a lock), so the leftovers of a killed run can be
+    removed safely even when array jobs share the folder.
+    """
+    from bids_amyloid.bids.io import locked, remove_stale_temporaries
+
+    subject = sessions[0].subject
+    with locked(config.output_dir / f"sub-{subject}", timeout=24 * 3600):
+        remove_stale_temporaries(config.output_dir / f"sub-{subject}")
+        remove_stale_temporaries(config.output_dir, f"sub-{subject}.html", recursive=False)
+        return _process_sessions(sessions, config)
+
+
+def _process_sessions(sessions: list[Session], config: Config) -> list[SessionResult]:
     set_thread_limits(config.omp_nthreads, config.seed)
     from bids_amyloid.preprocess.session import preprocess_session
 
