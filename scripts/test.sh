@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
 export MPLBACKEND=Agg
+export PATH="$PWD/.venv/bin:$PATH"   # the tests call the venv's tools (bids-validator-deno, bosh, hadolint)
 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=1800 "$@"
 if [ "${SKIP_DOCKER_SMOKE:-0}" != 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   bash .ci/docker_smoke.sh

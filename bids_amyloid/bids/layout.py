@@ -11,6 +11,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,9 @@ def check_bids_root(bids_dir: Path) -> None:
 
 def run_bids_validator(bids_dir: Path) -> None:
     """Run the BIDS validator (bids-validator-deno) when installed; errors -> exit 16."""
-    exe = shutil.which("bids-validator-deno") or shutil.which("bids-validator")
+    # next to our interpreter first: a venv's tools are there even when the venv is not activated
+    beside = Path(sys.executable).parent / "bids-validator-deno"
+    exe = str(beside) if beside.exists() else shutil.which("bids-validator-deno") or shutil.which("bids-validator")
     if exe is None:
         log.warning("BIDS validator not installed; input not validated (install bids-validator-deno)")
         return
