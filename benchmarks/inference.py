@@ -83,10 +83,11 @@ def worker(kind: str, folds: int, repeats: int) -> dict:
     from bids_amyloid.config import Config, ModelConfig
     from bids_amyloid.infer.ensemble import run_ensemble
     from bids_amyloid.infer.saliency import NativeGrid, write_saliency
-    from bids_amyloid.models.backbone import convert_checkpoint, write_random_checkpoint
-    from bids_amyloid.models.bundle import load_bundle, load_students, save_bundle
+    from bids_amyloid.models.bundle import load_bundle, load_students
+    from bids_amyloid.models.bundle_write import save_bundle
     from bids_amyloid.models.inputs import select_slices, to_model_input
     from bids_amyloid.models.networks import build_network
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
     from bids_amyloid.preprocess.slices import extract_slices, slice_indices, slice_metadata
     from nilearn import datasets
 

@@ -72,10 +72,35 @@ def cohort_2mm(tmp_path_factory):
                            contrasts=("T1w", "T2w"))
 
 
+@pytest.fixture
+def no_real_weights(monkeypatch, tmp_path_factory):
+    """No real weights folder is visible: $BIDS_AMYLOID_WEIGHTS unset, the default root empty.
+
+    Not autouse: the model, inference and report tests request it through their own autouse fixture.
+    """
+    from bids_amyloid.models import weights
+
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(weights, "DEFAULT_WEIGHTS_ROOT", tmp_path_factory.mktemp("no-weights"))
+
+
+@pytest.fixture
+def isolated_inference(no_real_weights):
+    """No real weights; 2 torch threads; a fresh model cache per test (tests/infer, tests/report)."""
+    import torch
+
+    from bids_amyloid.infer import loading
+
+    torch.set_num_threads(2)
+    loading.clear_cache()
+    yield
+    loading.clear_cache()
+
+
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory) -> Path:
     """Random tiny backbone weights in the real on-disk format (TESTING ONLY)."""
-    from bids_amyloid.models.backbone import convert_checkpoint, write_random_checkpoint
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
 
     root = tmp_path_factory.mktemp("weights")
     checkpoint = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=0)

@@ -264,7 +264,7 @@ def test_t2w_used_when_t1w_missing(bids, tmp_path):
 def bundle(tmp_path) -> Path:
     """A tiny-backbone model bundle (random, TESTING ONLY) saved through the real code path."""
     from bids_amyloid.config import Config, ModelConfig
-    from bids_amyloid.models.bundle import save_bundle
+    from bids_amyloid.models.bundle_write import save_bundle
     from bids_amyloid.models.networks import build_network
 
     config = Config(bids_dir=tmp_path / "b", output_dir=tmp_path / "o", analysis_level="group",

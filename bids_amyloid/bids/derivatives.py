@@ -161,3 +161,16 @@ def provenance(config_dict: dict[str, Any], sources: list[str], checksums: dict[
 def bids_uri(path: Path, root: Path, dataset: str = "raw") -> str:
     """``bids:<dataset>:<relative path>`` for ``Sources`` fields."""
     return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+
+
+def output_uri(path: Path, root: Path) -> str:
+    """``bids::<path>`` for a file inside the output dataset ``root``, else its absolute path."""
+    try:
+        return bids_uri(path, root, dataset="")
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def json_sidecar(path: Path) -> Path:
+    """The JSON sidecar of an output file: everything after the first dot of the name -> ``.json``."""
+    return path.with_name(path.name.split(".")[0] + ".json")

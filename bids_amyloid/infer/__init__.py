@@ -1,2 +1,3 @@
-"""Participant-level inference: fold-ensemble prediction (``predict``) and saliency maps in
-template and native space (``ensemble``, ``saliency``, ``volumes``, ``regions``)."""
+"""Participant-level inference: fold-ensemble prediction (``predict``), the predictions tables
+(``table``) and saliency maps in template and native space (``ensemble``, ``saliency``,
+``volumes``, ``regions``)."""

@@ -30,7 +30,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from bids_amyloid.bids.derivatives import derivative_path
+from bids_amyloid.bids.derivatives import derivative_path, json_sidecar, output_uri
 from bids_amyloid.bids.io import atomic_write_json, write_with
 from bids_amyloid.config import TEMPLATE_SPACE
 from bids_amyloid.infer import regions as regions_mod
@@ -82,10 +82,6 @@ def saliency_paths(out_dir: Path, subject: str, session: str | None, contrast: s
     }
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name.split(".")[0] + ".json")
-
-
 def _save(data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None) -> None:
     write_with(path, lambda tmp: volumes.save_nifti(data, affine, tmp, header))
 
@@ -122,7 +118,7 @@ def write_saliency(*, out_dir: Path, subject: str, session: str | None, contrast
         **extra,
     }
     _save(volume, affine, paths["template"])
-    atomic_write_json(_sidecar(paths["template"]), {
+    atomic_write_json(json_sidecar(paths["template"]), {
         **common, "Space": TEMPLATE_SPACE,
         "Resolution": f"1 mm, {'x'.join(map(str, shape))} voxels (nilearn ICBM152 2009a nonlinear symmetric)",
         "Sources": sources})
@@ -142,22 +138,22 @@ def write_saliency(*, out_dir: Path, subject: str, session: str | None, contrast
         header.set_data_dtype(np.float32)
         header.set_slope_inter(1.0, 0.0)
         _save(data, ref.affine, paths["native"], header)
-        atomic_write_json(_sidecar(paths["native"]), {
+        atomic_write_json(json_sidecar(paths["native"]), {
             **common, "Space": "T1w (native, grid of the preprocessed T1w)",
-            "Sources": sources + [_rel(paths["template"], out_dir), _rel(native.reference, out_dir)]
-                       + [_rel(Path(t), out_dir) for t in native.transforms],
-            "Transform": {"Files": [_rel(Path(t), out_dir) for t in native.transforms],
+            "Sources": sources + [output_uri(paths["template"], out_dir), output_uri(native.reference, out_dir)]
+                       + [output_uri(Path(t), out_dir) for t in native.transforms],
+            "Transform": {"Files": [output_uri(Path(t), out_dir) for t in native.transforms],
                           "Inverted": list(native.invert), "Interpolation": "linear (ANTs apply_transforms)"}})
         written["native"] = paths["native"]
     atlas = regions_mod.load_atlas(shape, np.ascontiguousarray(affine, dtype=np.float64).tobytes())
     rows = regions_mod.regional_table(volume, brain, atlas)
     write_with(paths["regions"], lambda tmp: _write_tsv(tmp, rows))
-    atomic_write_json(_sidecar(paths["regions"]), {
+    atomic_write_json(json_sidecar(paths["regions"]), {
         **regions_mod.REGION_COLUMNS,
         "Atlas": {"Name": atlas.name, "Description": atlas.description},
         "Description": f"Share of the {METHOD_TEXT[method]['Name']} saliency mass (template space, inside the "
                        "brain mask) per atlas region, largest first.",
-        "Sources": [_rel(paths["template"], out_dir)], **extra})
+        "Sources": [output_uri(paths["template"], out_dir)], **extra})
     written["regions"] = paths["regions"]
     return written
 
@@ -175,11 +171,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "n/a" if value != value else f"{value:.6g}"
     return str(value)
-
-
-def _rel(path: Path, root: Path) -> str:
-    """``bids::<path>`` for files inside the output dataset, else the absolute path."""
-    try:
-        return "bids::" + Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        return str(Path(path).resolve())

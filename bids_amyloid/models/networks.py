@@ -22,9 +22,10 @@ from torch import Tensor, nn
 
 from bids_amyloid.config import ModelConfig
 from bids_amyloid.errors import UsageError
-from bids_amyloid.models.backbone import SliceEncoder, load_slice_encoder, seeded
+from bids_amyloid.models.backbone import SliceEncoder, seeded
 from bids_amyloid.models.lora import add_lora
 from bids_amyloid.models.pooling import AttentionPooling
+from bids_amyloid.models.weights import load_slice_encoder
 
 STUDENT_LAYOUTS = ("paper", "small")
 

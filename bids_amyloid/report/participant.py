@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bids_amyloid import __version__
+from bids_amyloid.bids.derivatives import json_sidecar
 from bids_amyloid.bids.io import atomic_write_bytes
 from bids_amyloid.config import Config
 from bids_amyloid.report import figures
@@ -55,10 +56,6 @@ def read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name.split(".")[0] + ".json")
-
-
 def _resolve(uri: str, out_dir: Path) -> Path | None:
     if uri.startswith("bids::"):
         return out_dir / uri[len("bids::"):]
@@ -83,7 +80,7 @@ def _background(saliency: Path, meta: dict[str, Any], out_dir: Path) -> Path | N
 
 
 def _overlay(saliency: Path, out_dir: Path, figures_dir: Path) -> str:
-    meta = read_json(_sidecar(saliency))
+    meta = read_json(json_sidecar(saliency))
     cached = figures_dir / (saliency.name.split(".")[0] + ".png")
     if not cached.is_file() or cached.stat().st_mtime < saliency.stat().st_mtime:
         method = meta.get("Method", {}).get("Name", entities(saliency.name).get("desc", "saliency"))
@@ -123,7 +120,7 @@ def _saliency_block(files: dict[str, list[Path]], out_dir: Path, figures_dir: Pa
                     "sagittal slices to 3-D (only the central slice band the model sees carries saliency). "
                     "Maximum scaled to 1; voxels below 0.1 are transparent.")]
     for path in shown:
-        meta = read_json(_sidecar(path))
+        meta = read_json(json_sidecar(path))
         try:
             uri = _overlay(path, out_dir, figures_dir)
         except Exception as exc:  # a figure must not cost the report
@@ -141,7 +138,7 @@ def _saliency_block(files: dict[str, list[Path]], out_dir: Path, figures_dir: Pa
         parts.append(H.table(rows, ["region", "hemisphere", "saliency_share", "mean_saliency"],
                              {"saliency_share": "share of saliency", "mean_saliency": "mean (max 1)"},
                              numeric=("saliency_share", "mean_saliency")))
-        atlas = read_json(_sidecar(path)).get("Atlas", {})
+        atlas = read_json(json_sidecar(path)).get("Atlas", {})
         if atlas:
             parts.append(H.note(f"Atlas: {atlas.get('Description', atlas.get('Name', ''))}"))
     return "<h3>Where the model looked</h3>\n" + "\n".join(parts)
@@ -165,7 +162,7 @@ def write_participant_report(subject: str, config: Config) -> Path:
     for ses in sorted(found):
         for path in found[ses].get("predictions", []):
             predictions += read_tsv(path)
-            provenance = provenance or read_json(_sidecar(path))
+            provenance = provenance or read_json(json_sidecar(path))
     testing = any(r.get("testing_only") == "true" for r in predictions)
     body = []
     if testing:

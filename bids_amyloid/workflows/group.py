@@ -180,8 +180,8 @@ def write_outputs(config: Config, splits, per_contrast: dict, results: dict, sum
     """Predictions, metrics and the model bundle(s) (rank 0)."""
     import pandas as pd
 
-    from bids_amyloid.models.backbone import encoder_base_state, load_slice_encoder
-    from bids_amyloid.models.bundle import save_bundle
+    from bids_amyloid.models.bundle_write import save_bundle
+    from bids_amyloid.models.weights import encoder_base_state, load_slice_encoder
     from bids_amyloid.train.metrics import metrics_table
     from bids_amyloid.train.phases import PHASE0, PHASE1, PHASE2, STUDENT_DROPOUTS
 

@@ -152,7 +152,7 @@ def run_participant(config: Config) -> int:
                 results += future.result()
 
     if config.model_path is not None:
-        from bids_amyloid.infer.predict import gather_predictions
+        from bids_amyloid.infer.table import gather_predictions
 
         gather_predictions(config)
     return _summarise(results)

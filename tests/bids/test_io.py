@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from bids_amyloid.bids.derivatives import BIDSIGNORE_PATTERNS, bids_name, init_output_dir, slice_cache_path
+from bids_amyloid.bids.derivatives import (BIDSIGNORE_PATTERNS, bids_name, init_output_dir, json_sidecar, output_uri,
+                                           slice_cache_path)
 from bids_amyloid.bids.io import TMP_PREFIX, atomic_path, atomic_write_json, remove_stale_temporaries
 
 
@@ -35,6 +36,12 @@ def test_names_follow_entity_order(tmp_path):
         "sub-01_trc-11CPIB_space-MNI152NLin2009aSym_desc-slices_pet.npy"
     with pytest.raises(ValueError):
         bids_name("01", None, "T1w", ".nii.gz", bogus="x")
+
+
+def test_sidecar_and_output_uri(tmp_path):
+    assert json_sidecar(tmp_path / "sub-01_desc-x_T1w.nii.gz") == tmp_path / "sub-01_desc-x_T1w.json"
+    assert output_uri(tmp_path / "sub-01" / "a.tsv", tmp_path) == "bids::sub-01/a.tsv"
+    assert output_uri(tmp_path / "a.tsv", tmp_path / "out") == str((tmp_path / "a.tsv").resolve())
 
 
 def test_init_output_dir_is_idempotent(tmp_path):

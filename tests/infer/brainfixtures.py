@@ -110,9 +110,9 @@ def make_preprocessed(out_dir: Path, subject: str = "01", session: str | None = 
 
 def make_bundle(dest: Path, work: Path, *, folds: int = 3, contrasts=("T1w",), thresholds=None):
     """A tiny-backbone bundle whose folds differ (random LoRA B, heads seeded per fold)."""
-    from bids_amyloid.models.backbone import convert_checkpoint, write_random_checkpoint
-    from bids_amyloid.models.bundle import save_bundle
+    from bids_amyloid.models.bundle_write import save_bundle
     from bids_amyloid.models.networks import build_network
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
 
     ckpt = write_random_checkpoint(work / "tiny.safetensors", "tiny", seed=0)
     weights = convert_checkpoint(ckpt, work / "tiny-weights", "tiny")

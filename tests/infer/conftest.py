@@ -6,24 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import brainfixtures as bf  # noqa: E402
 
 from bids_amyloid.infer import loading  # noqa: E402
-from bids_amyloid.models import backbone  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path_factory):
-    """No real weights folder is visible; 2 torch threads; a fresh model cache per test."""
-    monkeypatch.delenv(backbone.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(backbone, "DEFAULT_WEIGHTS_ROOT", tmp_path_factory.mktemp("no-weights"))
-    torch.set_num_threads(2)
-    loading.clear_cache()
-    yield
-    loading.clear_cache()
+def _isolated(isolated_inference):
+    """No real weights folder is visible; 2 torch threads; a fresh model cache (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +41,8 @@ def predicted(tmp_path_factory, tiny_bundle, brain_inputs):
     record = bf.record_for(out)
     config = bf.infer_config(out, tiny_bundle)
     loading.clear_cache()
-    from bids_amyloid.infer.predict import check_model, gather_predictions, predict_session
+    from bids_amyloid.infer.predict import check_model, predict_session
+    from bids_amyloid.infer.table import gather_predictions
 
     check_model(config)
     predictions = predict_session(bf.session(), record, config)

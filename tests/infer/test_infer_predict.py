@@ -1,9 +1,8 @@
-"""predict_session / gather_predictions / check_model on a tiny bundle and a brain-shaped session."""
+"""predict_session / check_model on a tiny bundle and a brain-shaped session."""
 from __future__ import annotations
 
 import json
 import shutil
-import threading
 
 import nibabel as nib
 import numpy as np
@@ -12,10 +11,10 @@ from scipy import ndimage
 
 import brainfixtures as bf
 from bids_amyloid.errors import DataError, UsageError
-from bids_amyloid.infer import predict, volumes
-from bids_amyloid.infer.predict import (COLUMNS, check_model, ensemble_prediction, gather_predictions,
-                                        predict_session, predictions_path, read_table)
+from bids_amyloid.infer import volumes
+from bids_amyloid.infer.predict import check_model, ensemble_prediction, predict_session
 from bids_amyloid.infer.saliency import saliency_paths
+from bids_amyloid.infer.table import COLUMNS, GROUP_TABLE, predictions_path, read_table
 
 
 def _json(path):
@@ -51,7 +50,7 @@ def test_prediction_table_and_dictionary(predicted):
     assert meta["GeneratedBy"]["Version"] and meta["RandomSeed"] == config.seed and meta["Settings"]
     assert any(s.endswith("desc-slices_T1w.npy") for s in meta["Sources"])
     assert all(v.startswith("sha256:") for v in meta["SourceChecksums"].values())
-    gathered = read_table(config.output_dir / predict.GROUP_TABLE)
+    gathered = read_table(config.output_dir / GROUP_TABLE)
     assert gathered == [row]
 
 
@@ -153,42 +152,6 @@ def test_no_session_and_no_native(tmp_path, tiny_bundle):
     assert row["session_id"] == "n/a" and row["mri_session_id"] == "n/a" and prediction.session_id is None
     paths = saliency_paths(out, "02", None, "T1w", "gradcam")
     assert paths["template"].is_file() and not paths["native"].exists()
-
-
-def _fake_table(out, subject, session, contrast="T1w"):
-    p = ensemble_prediction([0.3, 0.5], [0.4, 0.4], subject=subject, session=session, contrast=contrast,
-                            model_id="abc", testing_only=True)
-    predict._write_table(predictions_path(out, subject, session), [p])
-
-
-def test_gather_is_complete_sorted_and_concurrency_safe(tmp_path):
-    out = tmp_path / "out"
-    for subject, session in (("10", "B"), ("02", None), ("10", "A"), ("03", "A")):
-        _fake_table(out, subject, session)
-    config = bf.infer_config(out, tmp_path)
-    errors = []
-
-    def run():
-        try:
-            gather_predictions(config)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    target = out / predict.GROUP_TABLE
-    rows = read_table(target)
-    assert [(r["participant_id"], r["session_id"]) for r in rows] == [
-        ("sub-02", "n/a"), ("sub-03", "ses-A"), ("sub-10", "ses-A"), ("sub-10", "ses-B")]
-    before = target.read_bytes()
-    gather_predictions(config)
-    assert target.read_bytes() == before
-    assert _json(target)["label"]["Levels"]
-    assert not list(target.parent.glob(".tmp-*"))
 
 
 def test_check_model_errors(tmp_path, tiny_bundle):

@@ -7,14 +7,12 @@ import pytest
 import torch
 
 from bids_amyloid.config import Config, ModelConfig
-from bids_amyloid.models import backbone
+from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
 
 
 @pytest.fixture(autouse=True)
-def _isolated_weights(monkeypatch, tmp_path_factory):
-    """No test sees a real weights folder: $BIDS_AMYLOID_WEIGHTS unset, default root empty."""
-    monkeypatch.delenv(backbone.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(backbone, "DEFAULT_WEIGHTS_ROOT", tmp_path_factory.mktemp("no-weights"))
+def _isolated_weights(no_real_weights):
+    """No test sees a real weights folder (tests/conftest.py); 1 torch thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: 1 thread is as fast, and 5x faster on a busy machine
     yield
@@ -25,8 +23,8 @@ def _isolated_weights(monkeypatch, tmp_path_factory):
 def tiny_weights(tmp_path_factory) -> Path:
     """A converted random 'tiny' weights folder (from an open_clip-format .bin checkpoint)."""
     root = tmp_path_factory.mktemp("tiny-weights")
-    ckpt = backbone.write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
-    return backbone.convert_checkpoint(ckpt, root / "tiny", "tiny")
+    ckpt = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
+    return convert_checkpoint(ckpt, root / "tiny", "tiny")
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bids_amyloid.errors import DataError, MissingInputError
-from bids_amyloid.models.bundle import load_bundle, load_students, load_teachers, save_bundle
+from bids_amyloid.models.bundle import load_bundle, load_students, load_teachers
+from bids_amyloid.models.bundle_write import save_bundle
 from bids_amyloid.models.networks import build_network
 
 
@@ -91,7 +92,7 @@ def test_external_backbone_referenced_by_digest(tmp_path, run_config, tiny_weigh
     with torch.no_grad():
         assert torch.equal(students[1].student(x).logit, new[1].student(x).logit)
     # other weights than the bundle was trained with: refused
-    from bids_amyloid.models.backbone import convert_checkpoint, write_random_checkpoint
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
 
     other = convert_checkpoint(write_random_checkpoint(tmp_path / "o.bin", "tiny", seed=99), tmp_path / "o", "tiny")
     with pytest.raises(DataError, match="not the ones"):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bids_amyloid.models.backbone import load_slice_encoder
+from bids_amyloid.models.weights import load_slice_encoder
 from bids_amyloid.models.lora import add_lora, lora_parameters
 from bids_amyloid.models.networks import build_network
 from bids_amyloid.models.pooling import AttentionPooling

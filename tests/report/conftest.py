@@ -7,21 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "infer"))
 import brainfixtures as bf  # noqa: E402
 
-from bids_amyloid.infer import loading  # noqa: E402
-from bids_amyloid.models import backbone  # noqa: E402
-
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path_factory):
-    monkeypatch.delenv(backbone.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(backbone, "DEFAULT_WEIGHTS_ROOT", tmp_path_factory.mktemp("no-weights"))
-    torch.set_num_threads(2)
-    loading.clear_cache()
+def _isolated(isolated_inference):
+    """No real weights folder is visible; 2 torch threads; a fresh model cache (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +27,8 @@ def report_bundle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def participant_output(tmp_path_factory, report_bundle):
     """sub-01 with two sessions predicted (one without native space), plus a preprocessing QC SVG."""
-    from bids_amyloid.infer.predict import gather_predictions, predict_session
+    from bids_amyloid.infer.predict import predict_session
+    from bids_amyloid.infer.table import gather_predictions
     from bids_amyloid.preprocess.qc import registration_figure
     from nilearn import datasets
 

@@ -32,8 +32,8 @@ def _threads():
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A converted random 'tiny' weights folder."""
-    from bids_amyloid.models import backbone
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
 
     root = tmp_path_factory.mktemp("tiny-weights")
-    ckpt = backbone.write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
-    return backbone.convert_checkpoint(ckpt, root / "tiny", "tiny")
+    ckpt = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
+    return convert_checkpoint(ckpt, root / "tiny", "tiny")

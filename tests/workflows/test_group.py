@@ -56,12 +56,12 @@ def make_dataset(root: Path, weights: Path, labels: list[int] | None = None, n_s
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from bids_amyloid.models import backbone
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
     from bids_amyloid.workflows.group import run_group
 
     root = tmp_path_factory.mktemp("group")
-    ckpt = backbone.write_random_checkpoint(root / "ckpt.bin", "tiny", seed=7)
-    weights = backbone.convert_checkpoint(ckpt, root / "weights", "tiny")
+    ckpt = write_random_checkpoint(root / "ckpt.bin", "tiny", seed=7)
+    weights = convert_checkpoint(ckpt, root / "weights", "tiny")
     config = make_dataset(root, weights, augment=True)
     assert run_group(config) == 0
     return config

@@ -1,0 +1,211 @@
+"""Writing model bundles: :func:`save_bundle` and the model card (the layout is described in
+:mod:`bids_amyloid.models.bundle`).
+
+The bundle is written into a temporary folder and renamed into place, so it is complete or
+absent; it is returned as :func:`~bids_amyloid.models.bundle.load_bundle` reads it back.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from bids_amyloid.bids.io import TMP_PREFIX, sha256_file
+from bids_amyloid.errors import OutputError
+from bids_amyloid.models.backbone import BACKBONES
+from bids_amyloid.models.bundle import (
+    BACKBONE_FILE,
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    MANIFEST,
+    Bundle,
+    load_bundle,
+)
+from bids_amyloid.models.networks import is_base_key
+from bids_amyloid.models.weights import tensor_digest
+
+log = logging.getLogger(__name__)
+
+ENCODER_PREFIX = "encoder."
+
+
+def _split_state(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(trainable part, base backbone part keyed as in vision.safetensors)."""
+    trainable = {k: v for k, v in state.items() if not is_base_key(k)}
+    base = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if is_base_key(k)}
+    return trainable, base
+
+
+def _float32(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().contiguous()
+            for k, v in state.items()}
+
+
+def _model_card(meta: dict[str, Any], config: dict[str, Any], metrics: Any, summary: Any) -> str:
+    backbone = meta["backbone"]
+    lines = []
+    if backbone["testing_only"]:
+        lines += ["> **TESTING ONLY.** This bundle uses the random 'tiny' backbone. Its predictions are",
+                  "> meaningless; it exists to test the software.", ""]
+    lines += [
+        "# bids_amyloid model bundle", "",
+        f"- bids_amyloid version: {meta['bids_amyloid_version']}; bundle format {meta['format_version']}",
+        f"- created: {meta['created']}",
+        f"- backbone: {backbone['kind']} (tensor digest {backbone['tensor_digest'][:16]}...,"
+        f" {'embedded' if backbone['file'] else 'not embedded: needs the matching weights folder'})",
+        f"- student layout: {meta['student_layout']}; folds: {len(meta['folds'])}",
+        f"- decision thresholds (chosen on validation data): "
+        + ", ".join(f"{f['threshold']:.4g}" for f in meta["folds"]),
+        f"- contrasts: {', '.join(config.get('contrasts', []) or ['?'])}",
+        "",
+        "## Intended use",
+        "Research only: estimates whether a session is amyloid-beta positive (Centiloid > "
+        f"{config.get('labels', {}).get('centiloid_threshold', 20.6)}) from structural MRI alone,",
+        "as the mean of the fold students' probabilities. It is not a medical device and must not",
+        "be used for diagnosis or treatment decisions.",
+        "",
+        "## Limits",
+        "- The published method reaches AUC 0.68-0.74; expect many false positives and negatives.",
+        "- Valid only for data preprocessed by the same bids_amyloid version and settings, and for",
+        "  populations, scanners and contrasts like the training data below (domain shift lowers",
+        "  accuracy in ways this bundle cannot detect).",
+        "- Thresholds were chosen on validation folds; the prevalence of the training data",
+        "  affects PPV/NPV elsewhere.",
+        "",
+        "## Training data",
+        "```json",
+        json.dumps(summary, indent=2, sort_keys=True, default=_json_default),
+        "```",
+        "",
+        "## Metrics",
+        "```json",
+        json.dumps(metrics, indent=2, sort_keys=True, default=_json_default),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, Tensor]],
+                teachers: Sequence[Mapping[str, Tensor]] | None = None, thresholds: Sequence[float],
+                splits: Any = None, metrics: Any = None, training_summary: Any = None,
+                fold_ids: Sequence[int] | None = None, backbone_state: Mapping[str, Tensor] | None = None,
+                embed_backbone: bool | None = None) -> Bundle:
+    """Write a bundle atomically and return it (as :func:`load_bundle` would).
+
+    ``config``: a ``Config`` or its ``to_dict()``. ``students``/``teachers``: AmyloidNet state
+    dicts, full or ``trainable_state_dict()``; the frozen backbone part is stored once (or only
+    as its digest); when no state dict holds it, pass ``backbone_state`` (base tensors keyed as
+    in vision.safetensors, e.g. ``net.base_state_dict()``). ``embed_backbone`` None = only for
+    'tiny'. ``thresholds``: per fold, on the probability (sigmoid of the logit) scale.
+    """
+    from bids_amyloid import __version__
+
+    config_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    model = config_dict.get("model", {})
+    kind = model.get("backbone", "biomedclip")
+    if kind not in BACKBONES:
+        raise ValueError(f"unknown backbone {kind!r} in config")
+    n = len(students)
+    if n == 0 or len(thresholds) != n or (teachers is not None and len(teachers) != n):
+        raise ValueError(f"need one student, threshold (and teacher) per fold: got {n} students, "
+                         f"{len(thresholds)} thresholds, {None if teachers is None else len(teachers)} teachers")
+    fold_ids = list(range(n)) if fold_ids is None else [int(f) for f in fold_ids]
+    embed = (kind == "tiny") if embed_backbone is None else bool(embed_backbone)
+
+    parts = []
+    digest = tensor_digest(backbone_state) if backbone_state is not None else None
+    base_to_store = dict(backbone_state) if backbone_state is not None else None
+    for state in list(students) + list(teachers or []):
+        trainable, base = _split_state(state)
+        if base:
+            d = tensor_digest(base)
+            if digest is None:
+                digest, base_to_store = d, base
+            elif d != digest:
+                raise ValueError("the state dicts do not share one frozen backbone (a fold changed base weights?)")
+        parts.append(_float32(trainable))
+    if digest is None:
+        raise ValueError("no backbone tensors in the state dicts: pass backbone_state=net.base_state_dict()")
+
+    dest_dir = Path(dest_dir)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest_dir.name}-", dir=dest_dir.parent))
+    try:
+        from safetensors.torch import save_file
+
+        folds = []
+        for i, fold in enumerate(fold_ids):
+            entry = {"fold": fold, "threshold": float(thresholds[i]),
+                     "student": f"fold-{fold:02d}_student.safetensors", "teacher": None}
+            save_file(parts[i], str(tmp / entry["student"]))
+            if teachers is not None:
+                entry["teacher"] = f"fold-{fold:02d}_teacher.safetensors"
+                save_file(parts[n + i], str(tmp / entry["teacher"]))
+            folds.append(entry)
+        if embed:
+            save_file(_float32(base_to_store), str(tmp / BACKBONE_FILE))
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_FORMAT_VERSION,
+            "bids_amyloid_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "backbone": {"kind": kind, "tensor_digest": digest, "file": BACKBONE_FILE if embed else None,
+                         "testing_only": bool(BACKBONES[kind]["testing_only"])},
+            "student_layout": model.get("student", "paper"),
+            "teacher_layout": "paper",
+            "threshold_scale": "probability",
+            "folds": folds,
+        }
+        dump = lambda obj: json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"  # noqa: E731
+        (tmp / "bundle.json").write_text(dump(meta))
+        (tmp / "config.json").write_text(dump(config_dict))
+        (tmp / "splits.json").write_text(dump(splits))
+        (tmp / "metrics.json").write_text(dump(metrics))
+        (tmp / "training_summary.json").write_text(dump(training_summary))
+        (tmp / "model_card.md").write_text(_model_card(meta, config_dict, metrics, training_summary))
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_FORMAT_VERSION,
+                    "bids_amyloid_version": __version__, "files": files}
+        (tmp / MANIFEST).write_text(dump(manifest))
+        for p in tmp.iterdir():
+            os.chmod(p, 0o644)
+        os.chmod(tmp, 0o755)
+        _swap_into_place(tmp, dest_dir)
+    except OSError as exc:
+        raise OutputError(f"{dest_dir}: cannot write the model bundle ({exc})") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("model bundle written to %s", dest_dir)
+    return load_bundle(dest_dir)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
+        return obj.tolist()
+    return str(obj)
+
+
+def _swap_into_place(tmp: Path, dest: Path) -> None:
+    if not dest.exists():
+        os.rename(tmp, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-{dest.name}-", dir=dest.parent))
+    os.rmdir(old)
+    os.rename(dest, old)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        os.rename(old, dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
