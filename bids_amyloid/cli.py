@@ -13,7 +13,8 @@ import traceback
 from pathlib import Path
 
 from bids_amyloid import __version__
-from bids_amyloid.config import CONTRASTS, Config, LabelConfig, ModelConfig, PreprocessConfig, TrainConfig
+from bids_amyloid.config import (CONTRASTS, Config, InferConfig, LabelConfig, ModelConfig, PreprocessConfig,
+                                 TrainConfig)
 from bids_amyloid.errors import EXIT_CODES, BidsAmyloidError, OutputError, UsageError
 
 log = logging.getLogger("bids_amyloid")
@@ -88,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="vision backbone; 'tiny' is random and TESTING ONLY (default %(default)s)")
     mod.add_argument("--backbone-weights", type=Path, metavar="DIR",
                      help="folder with the vision-tower weights (else $BIDS_AMYLOID_WEIGHTS or the image's copy)")
+    mod.add_argument("--input-slices", type=int, default=ModelConfig.input_slices, metavar="N",
+                     help="group level: slices per session fed to the model (default %(default)s)")
+    mod.add_argument("--student", choices=("paper", "small"), default=ModelConfig.student,
+                     help="group level: student layout; 'paper' continues the teacher without PET (default %(default)s)")
+    mod.add_argument("--saliency", nargs="+", choices=("gradcam", "gradient", "none"), default=list(InferConfig.saliency),
+                     help="participant level: saliency maps to write, or 'none' (default: %(default)s)")
+    mod.add_argument("--no-native-saliency", action="store_true",
+                     help="participant level: write saliency in template space only, not on the native T1w grid")
+    mod.add_argument("--no-cpu-bf16", action="store_true",
+                     help="participant level: full float32 on the CPU even where it has native bf16")
 
     trn = p.add_argument_group("group-level training")
     trn.add_argument("--folds", type=int, default=TrainConfig.folds, help="cross-validation folds (default %(default)s)")
@@ -95,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Centiloid-aware negative choice (default %(default)s)")
     trn.add_argument("--threshold-rule", choices=("f1", "youden"), default=TrainConfig.threshold_rule,
                      help="threshold chosen on validation data (default %(default)s)")
+    trn.add_argument("--lr-scale", type=float, default=TrainConfig.lr_scale, metavar="X",
+                     help="multiply every learning rate of the method by X (default %(default)s; the method's rates "
+                     "suit the pretrained ViT-B and its epoch counts)")
+    trn.add_argument("--monitor", choices=("f1", "auc"), default=TrainConfig.monitor,
+                     help="validation score for early stopping and the best epoch (default %(default)s, the method's)")
+    trn.add_argument("--no-augment", action="store_true",
+                     help="no train-time augmentation (allows reusing the frozen blocks' output: faster on CPU)")
     trn.add_argument("--no-phase0", action="store_true", help="ablation: skip teacher classification pre-training")
     trn.add_argument("--no-triplet", action="store_true", help="ablation: skip triplet learning (phase 1)")
     trn.add_argument("--no-distill", action="store_true", help="ablation: train the student on labels only")
@@ -137,10 +155,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         config.preprocess.max_voxel_mm = 2.5
         config.preprocess.max_voxel_thick_mm = 8.5
     config.model.backbone_weights = args.backbone_weights
+    config.model.input_slices, config.model.student = args.input_slices, args.student
+    config.infer = InferConfig(saliency=tuple(m for m in dict.fromkeys(args.saliency) if m != "none"),
+                               native_saliency=not args.no_native_saliency, cpu_bf16=not args.no_cpu_bf16)
     t = config.train
     t.folds, t.negatives, t.threshold_rule, t.resume = args.folds, args.negatives, args.threshold_rule, args.resume
     t.phase0, t.triplet, t.distill = not args.no_phase0, not args.no_triplet, not args.no_distill
     t.feature_kd, t.logit_kd = not args.no_feature_kd, not args.no_logit_kd
+    t.lr_scale, t.monitor, t.augment = args.lr_scale, args.monitor, not args.no_augment
     for phase in range(3):
         chosen = getattr(args, f"phase{phase}_epochs")
         if chosen is None and args.sloppy:
@@ -237,7 +259,7 @@ def fetch_weights_main(argv: list[str]) -> int:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    from bids_amyloid.models.backbone import convert_checkpoint, fetch_weights, write_random_checkpoint
+    from bids_amyloid.models.weights import convert_checkpoint, fetch_weights, write_random_checkpoint
 
     try:
         if args.tiny:

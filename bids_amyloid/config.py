@@ -124,6 +124,8 @@ class TrainConfig:
     """Student batch size (sessions)."""
     effective_batch: int = 30
     """Gradient accumulation target."""
+    lr_scale: float = 1.0
+    """Multiplier on every learning rate of the method (the method's are tuned for the pretrained ViT-B)."""
     workers: int = 0
     """DataLoader worker processes (0 = load in the main process)."""
     augment: bool = True
@@ -229,6 +231,8 @@ class Config:
             raise UsageError(f"unknown negative sampling {self.train.negatives!r}")
         if self.train.threshold_rule not in ("f1", "youden"):
             raise UsageError(f"unknown threshold rule {self.train.threshold_rule!r}")
+        if self.train.lr_scale <= 0:
+            raise UsageError(f"--lr-scale must be positive, got {self.train.lr_scale}")
         if self.train.folds < 2:
             raise UsageError(f"--folds must be >= 2, got {self.train.folds}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -236,8 +240,9 @@ class Config:
         lo, hi = self.preprocess.slice_band
         if not 0.0 <= lo < hi <= 1.0:
             raise UsageError(f"slice band must satisfy 0 <= lo < hi <= 1, got {self.preprocess.slice_band}")
-        if self.model.input_slices > self.preprocess.n_slices:
-            raise UsageError("model input slices cannot exceed extracted slices")
+        if not 1 <= self.model.input_slices <= self.preprocess.n_slices:
+            raise UsageError(f"--input-slices must be between 1 and the {self.preprocess.n_slices} extracted slices, "
+                             f"got {self.model.input_slices}")
         return self
 
     @property

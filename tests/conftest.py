@@ -38,6 +38,16 @@ def make_bids(root: Path, layout: dict, *, participants: list[dict] | None = Non
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A converted random 'tiny' weights folder (from an open_clip-format .bin checkpoint)."""
+    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-weights")
+    ckpt = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
+    return convert_checkpoint(ckpt, root / "tiny", "tiny")
+
+
 @pytest.fixture
 def tiny_bids(tmp_path) -> Path:
     """Two subjects: sessions, two runs, two tracers, a PET-only session, labels in sessions.tsv."""

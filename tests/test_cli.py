@@ -39,6 +39,26 @@ def test_sloppy_selects_tiny_backbone(tmp_path):
     assert config.sloppy and config.model.backbone == "tiny"
 
 
+def test_training_and_inference_knobs_reach_the_config(tmp_path):
+    argv = [str(tmp_path), str(tmp_path / "o"), "group", "--lr-scale", "10", "--monitor", "auc", "--no-augment",
+            "--input-slices", "12", "--student", "small", "--saliency", "gradcam", "--no-native-saliency",
+            "--no-cpu-bf16"]
+    config = config_from_args(build_parser().parse_args(argv))
+    assert (config.train.lr_scale, config.train.monitor, config.train.augment) == (10.0, "auc", False)
+    assert (config.model.input_slices, config.model.student) == (12, "small")
+    assert config.infer.saliency == ("gradcam",) and not config.infer.native_saliency and not config.infer.cpu_bf16
+    defaults = config_from_args(build_parser().parse_args(argv[:3]))
+    assert defaults.train.lr_scale == 1.0 and defaults.train.augment and defaults.infer.saliency == ("gradcam", "gradient")
+    none = config_from_args(build_parser().parse_args(argv[:3] + ["--saliency", "none"]))
+    assert none.infer.saliency == ()
+
+
+@pytest.mark.parametrize("flags", [["--lr-scale", "0"], ["--input-slices", "0"], ["--input-slices", "41"]])
+def test_bad_training_knobs_are_usage_errors(tmp_path, flags, capsys):
+    assert main([str(tmp_path), str(tmp_path / "o"), "group", *flags]) == 64
+    assert flags[0] in capsys.readouterr().err
+
+
 def _run(tmp_path, *args):
     return main([str(a) for a in args])
 

@@ -141,6 +141,25 @@ def _pet_table(obs_axis: np.ndarray, sd_obs: float) -> np.ndarray:
     return lik[:, cl_axis > THRESHOLD].sum(1) / np.maximum(lik.sum(1), 1e-300)
 
 
+def mri_posterior(g: Any, y_r: Any, y_v: Any, effect_mri: float) -> np.ndarray:
+    """P(positive | the MRI-visible latents g, y_r, y_v) of each session: what a reader who
+    measured the images perfectly would say (the Bayes-optimal MRI score)."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    g, y_r, y_v = (np.asarray(v, dtype=float) for v in (g, y_r, y_v))
+    # (y_r, y_v) -> their precision-weighted mean; u | g is Gaussian (both linear in age).
+    prec = 1.0 / SD_R**2 + 1.0 / SD_V**2
+    y = (y_r / SD_R**2 + y_v / SD_V**2) / prec
+    var_g = GAMMA_AGE**2 * SD_A**2 + SD_G**2
+    cov = BETA_AGE * GAMMA_AGE * SD_A**2
+    m = cov / var_g * g
+    sd_ug = float(np.sqrt(_U_PRIOR_SD**2 - cov**2 / var_g))
+    m_axis = np.linspace(m.min() - 1e-6, m.max() + 1e-6, 61)
+    y_axis = np.linspace(y.min() - 1e-6, y.max() + 1e-6, 201)
+    table = _mri_table(m_axis, y_axis, sd_ug, effect_mri, float(np.sqrt(1.0 / prec)))
+    return RegularGridInterpolator((m_axis, y_axis), table)(np.stack([m, y], 1))
+
+
 @functools.lru_cache(maxsize=16)
 def oracle_aucs(effect_mri: float, effect_pet: float, tracers: tuple[str, ...],
                 n: int = ORACLE_DRAWS, seed: int = ORACLE_SEED) -> dict[str, float]:
@@ -150,8 +169,6 @@ def oracle_aucs(effect_mri: float, effect_pet: float, tracers: tuple[str, ...],
     mean of y_r and y_v, and the prior mean of u that g implies; PET: the observed Centiloid per
     tracer), interpolated at each of n simulated sessions, and scored by the ROC AUC.
     """
-    from scipy.interpolate import RegularGridInterpolator
-
     rng = np.random.default_rng(seed)
     a = rng.normal(0.0, SD_A, n)
     u = BETA_AGE * a + rng.normal(0.0, 1.0, n)
@@ -165,17 +182,7 @@ def oracle_aucs(effect_mri: float, effect_pet: float, tracers: tuple[str, ...],
     pet_sd = np.array([PET_SD[t] for t in tracers]) / max(effect_pet, 1e-6)
     cl_pet = cl + rng.normal(0.0, 1.0, n) * pet_sd[tracer]
 
-    # MRI: (y_r, y_v) -> their precision-weighted mean; u | g is Gaussian (both linear in age).
-    prec = 1.0 / SD_R**2 + 1.0 / SD_V**2
-    y = (y_r / SD_R**2 + y_v / SD_V**2) / prec
-    var_g = GAMMA_AGE**2 * SD_A**2 + SD_G**2
-    cov = BETA_AGE * GAMMA_AGE * SD_A**2
-    m = cov / var_g * g
-    sd_ug = float(np.sqrt(_U_PRIOR_SD**2 - cov**2 / var_g))
-    m_axis = np.linspace(m.min(), m.max(), 61)
-    y_axis = np.linspace(y.min(), y.max(), 201)
-    table = _mri_table(m_axis, y_axis, sd_ug, effect_mri, float(np.sqrt(1.0 / prec)))
-    p_mri = RegularGridInterpolator((m_axis, y_axis), table)(np.stack([m, y], 1))
+    p_mri = mri_posterior(g, y_r, y_v, effect_mri)
 
     # PET: one 1-D table per tracer.
     p_pet = np.empty(n)

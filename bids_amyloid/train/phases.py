@@ -90,7 +90,7 @@ def _epoch_runner(*, env: TrainEnv, net: nn.Module, ds: SliceDataset, batch: int
 def teacher_pretraining(net: nn.Module, train_ds: SliceDataset, val_ds: SliceDataset, env: TrainEnv,
                         tc: TrainConfig, fingerprint: str) -> Phase:
     """Phase 0: the teacher learns the label from PET + MRI (BCE)."""
-    optimizer = torch.optim.AdamW(trainable(net), lr=PHASE0["lr"], weight_decay=PHASE0["weight_decay"])
+    optimizer = torch.optim.AdamW(trainable(net), lr=PHASE0["lr"] * tc.lr_scale, weight_decay=PHASE0["weight_decay"])
 
     cache = not train_ds.augment
 
@@ -114,11 +114,12 @@ def triplet_training(net: nn.Module, train_ds: SliceDataset, bank_ds: SliceDatas
     groups = net.parameter_groups()
     encoder = groups["lora"] + groups["projection"] + groups["attention"]
     optimizer = torch.optim.AdamW([
-        {"params": encoder, "lr": PHASE1["encoder_lr"], "weight_decay": PHASE1["encoder_wd"]},
-        {"params": groups["classifier"], "lr": PHASE1["classifier_lr"], "weight_decay": PHASE1["classifier_wd"]},
+        {"params": encoder, "lr": PHASE1["encoder_lr"] * tc.lr_scale, "weight_decay": PHASE1["encoder_wd"]},
+        {"params": groups["classifier"], "lr": PHASE1["classifier_lr"] * tc.lr_scale,
+         "weight_decay": PHASE1["classifier_wd"]},
     ])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=PHASE1["T_0"], T_mult=PHASE1["T_mult"], eta_min=PHASE1["eta_min"])
+        optimizer, T_0=PHASE1["T_0"], T_mult=PHASE1["T_mult"], eta_min=PHASE1["eta_min"] * tc.lr_scale)
     bank: dict[str, torch.Tensor | None] = {"emb": None}
     cache = not train_ds.augment
 
@@ -161,10 +162,11 @@ def distillation(student: nn.Module, teacher: nn.Module | None, train_ds: SliceD
     only (``train_ds`` with ``with_pet=None``)."""
     groups = student.parameter_groups()
     optimizer = torch.optim.AdamW([
-        {"params": groups["lora"], "lr": PHASE2["lora_lr"], "weight_decay": PHASE2["lora_wd"]},
-        {"params": groups["projection"] + groups["attention"], "lr": PHASE2["heads_lr"],
+        {"params": groups["lora"], "lr": PHASE2["lora_lr"] * tc.lr_scale, "weight_decay": PHASE2["lora_wd"]},
+        {"params": groups["projection"] + groups["attention"], "lr": PHASE2["heads_lr"] * tc.lr_scale,
          "weight_decay": PHASE2["heads_wd"]},
-        {"params": groups["classifier"], "lr": PHASE2["classifier_lr"], "weight_decay": PHASE2["classifier_wd"]},
+        {"params": groups["classifier"], "lr": PHASE2["classifier_lr"] * tc.lr_scale,
+         "weight_decay": PHASE2["classifier_wd"]},
     ])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=PHASE2["plateau_factor"], patience=PHASE2["plateau_patience"])

@@ -1,13 +1,10 @@
-"""Fixtures for the model tests: tiny random backbones only (CPU, no network)."""
+"""Fixtures for the model tests: tiny random backbones only (CPU, no network; tiny_weights: tests/conftest.py)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 
 from bids_amyloid.config import Config, ModelConfig
-from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -17,14 +14,6 @@ def _isolated_weights(no_real_weights):
     torch.set_num_threads(1)  # small tensors: 1 thread is as fast, and 5x faster on a busy machine
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A converted random 'tiny' weights folder (from an open_clip-format .bin checkpoint)."""
-    root = tmp_path_factory.mktemp("tiny-weights")
-    ckpt = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
-    return convert_checkpoint(ckpt, root / "tiny", "tiny")
 
 
 @pytest.fixture

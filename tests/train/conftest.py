@@ -1,4 +1,4 @@
-"""Fixtures of the training tests: the fake cohort helpers (fakes.py) and tiny random weights."""
+"""Fixtures of the training tests: the fake cohort helpers (fakes.py); tiny weights: tests/conftest.py."""
 from __future__ import annotations
 
 import importlib.util
@@ -29,11 +29,3 @@ def _threads():
     torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A converted random 'tiny' weights folder."""
-    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
-
-    root = tmp_path_factory.mktemp("tiny-weights")
-    ckpt = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=7)
-    return convert_checkpoint(ckpt, root / "tiny", "tiny")

@@ -134,3 +134,20 @@ def test_resume_continues_from_the_checkpoint(tmp_path, fakes, tiny_weights):
     other = teacher_pretraining(other_net, train_ds, val_ds, env2, config.train, "another-fingerprint")
     with pytest.raises(UsageError, match="other training settings"):
         run_phase(other, env2)
+
+
+def test_lr_scale_multiplies_every_learning_rate(tmp_path, fakes, tiny_weights):
+    from bids_amyloid.train.phases import PHASE0, PHASE1, PHASE2
+
+    config, samples, make, env = setup(tmp_path, fakes, tiny_weights, lr_scale=10.0)
+    tc, net = config.train, build_network(config.model, seed=0)
+    ds = make(samples, with_pet=True)
+    negatives = CentiloidNegativeSampler([s.subject for s in samples], [s.centiloid for s in samples],
+                                         [s.label for s in samples])
+    phases = [teacher_pretraining(net, ds, ds, env, tc, "a"), triplet_training(net, ds, ds, ds, negatives, env, tc, "b"),
+              distillation(net, None, make(samples, with_pet=False), make(samples, with_pet=False), env, tc, "c")]
+    expected = [[PHASE0["lr"]], [PHASE1["encoder_lr"], PHASE1["classifier_lr"]],
+                [PHASE2["lora_lr"], PHASE2["heads_lr"], PHASE2["classifier_lr"]]]
+    for phase, lrs in zip(phases, expected):
+        assert [g["lr"] for g in phase.optimizer.param_groups] == pytest.approx([10.0 * lr for lr in lrs])
+    assert phases[1].scheduler.eta_min == pytest.approx(10.0 * PHASE1["eta_min"])
