@@ -173,3 +173,13 @@ def test_check_model_errors(tmp_path, tiny_bundle):
         check_model(bf.infer_config(tmp_path / "out", tampered.parent))  # group output folder holding models/
     bundles = check_model(bf.infer_config(tmp_path / "out", tiny_bundle))
     assert list(bundles) == ["T1w"]
+
+
+def test_no_saliency_predicts_without_maps(tmp_path, tiny_bundle):
+    out = tmp_path / "out"
+    record = bf.make_preprocessed(out, subject="02", session=None, native=False)
+    config = bf.infer_config(out, tiny_bundle)
+    config.infer.saliency = ()  # --saliency none
+    (prediction,) = predict_session(bf.session("02", None), record, config)
+    assert 0.0 <= prediction.probability <= 1.0
+    assert not list(out.rglob("*_saliency.nii.gz")) and read_table(predictions_path(out, "02", None))
