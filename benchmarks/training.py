@@ -99,7 +99,7 @@ def _run_one(name: str, args: dict[str, Any], queue) -> None:
                                                           "specificity", "f1", "balanced_accuracy", "n")}
         # Each fold's model has its own probability scale, so the pooled AUC mixes scales; the
         # per-fold AUCs say how well each model ranks its own held-out subjects.
-        per_fold = pd.to_numeric(metrics[(metrics.model == row.model) & (metrics.fold.astype(str) != "pooled")].auc)
+        per_fold = pd.to_numeric(metrics[(metrics.model == row.model) & metrics.fold.astype(str).str.isdigit()].auc)
         result[row.model].update(fold_auc_mean=round(float(per_fold.mean()), 4),
                                  fold_auc_sd=round(float(per_fold.std(ddof=1)), 4))
     oof = pd.read_csv(out / "group" / "desc-oof_predictions.tsv", sep="\t", keep_default_na=False)
