@@ -37,7 +37,7 @@ METRIC_SHOWN = ["contrast", "model", "n", "n_positive", "auc", "auc_ci_low", "au
                 "specificity", "ppv", "npv", "f1", "balanced_accuracy", "ece", "brier"]
 METRIC_HEADERS = {"n_positive": "positive", "auc_ci_low": "AUC CI low", "auc_ci_high": "AUC CI high",
                   "balanced_accuracy": "bal. acc.", "auc": "AUC", "ppv": "PPV", "npv": "NPV", "f1": "F1",
-                  "ece": "ECE", "brier": "Brier"}
+                  "ece": "ECE", "brier": "Brier", "auc_fold_sd": "AUC SD (folds)"}
 
 
 def _read_tsv(path: Path) -> list[dict[str, str]]:
@@ -129,12 +129,15 @@ def _metrics(out_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
     if not path.is_file():
         return [H.section("Metrics", H.note(f"{METRICS} not found."), "metrics")], [("Metrics", "metrics")]
     rows = _read_tsv(path)
-    pooled = [r for r in rows if r.get("fold") == "pooled"]
-    folds = [r for r in rows if r.get("fold") != "pooled"]
+    summary = [r for r in rows if r.get("fold") in ("pooled", "mean")]
+    folds = [r for r in rows if r.get("fold") not in ("pooled", "mean")]
     numeric = [c for c in METRIC_SHOWN if c not in ("contrast", "model")]
-    parts = [H.table(pooled or rows, METRIC_SHOWN, METRIC_HEADERS, numeric),
-             H.note("Pooled over all out-of-fold predictions (each with its own fold's validation threshold).")]
-    if folds and pooled:
+    parts = [H.table(summary or rows, ["fold"] + METRIC_SHOWN + ["auc_fold_sd"], METRIC_HEADERS,
+                     numeric + ["auc_fold_sd"]),
+             H.note("'pooled': all out-of-fold predictions together, each with its own fold's validation threshold. "
+                    "'mean': the per-fold metrics averaged (AUC SD over folds). Each fold's model has its own "
+                    "probability scale, so the pooled AUC can be well below the per-fold AUCs.")]
+    if folds and summary:
         parts.append("<details><summary>Per fold</summary>"
                      + H.table(folds, ["fold", "threshold"] + METRIC_SHOWN, METRIC_HEADERS, numeric + ["threshold"])
                      + "</details>")

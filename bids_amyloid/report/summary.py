@@ -16,11 +16,15 @@ def summarise(out_dir: Path) -> str:
     metrics_path = out_dir / "group" / "desc-cv_metrics.tsv"
     if metrics_path.exists():
         metrics = pd.read_csv(metrics_path, sep="\t", na_values="n/a")
-        pooled = metrics[metrics["fold"].astype(str) == "pooled"]
-        lines.append("Out-of-fold metrics (pooled over folds, threshold chosen on validation data):")
-        for row in pooled.itertuples():
+        fold = metrics["fold"].astype(str)
+        mean = {(r.contrast, r.model): r for r in metrics[fold == "mean"].itertuples()}
+        lines.append("Out-of-fold metrics (pooled over folds, threshold chosen on validation data; "
+                     "per-fold AUC mean +- SD):")
+        for row in metrics[fold == "pooled"].itertuples():
+            per_fold = mean.get((row.contrast, row.model))
+            folds = f"  folds {per_fold.auc:.3f} +- {per_fold.auc_fold_sd:.3f}" if per_fold is not None else ""
             lines.append(f"  {row.contrast:8s} {row.model:8s} AUC {row.auc:.3f} "
-                         f"[{row.auc_ci_low:.3f}, {row.auc_ci_high:.3f}]  sensitivity {row.sensitivity:.2f}  "
+                         f"[{row.auc_ci_low:.3f}, {row.auc_ci_high:.3f}]{folds}  sensitivity {row.sensitivity:.2f}  "
                          f"specificity {row.specificity:.2f}  n={row.n}")
     predictions = out_dir / "group" / "sub-all_desc-amyloid_predictions.tsv"
     if predictions.exists():

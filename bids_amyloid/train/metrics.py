@@ -134,16 +134,39 @@ def monitor_score(y: Sequence[int], p: Sequence[float], monitor: str) -> tuple[f
     return (f1, auc) if monitor == "f1" else (auc, f1)
 
 
+def fold_mean(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each metric averaged over the folds (NaN folds skipped), sessions summed, plus the SD of
+    the fold AUCs. Every fold's model has its own probability scale, so the pooled AUC mixes
+    scales and can sit far below what each model achieves on its own held-out subjects."""
+    out: dict[str, float] = {}
+    for key in METRIC_COLUMNS:
+        values = np.array([row[key] for row in per_fold], dtype=float)
+        if key in ("n", "n_positive"):
+            out[key] = int(values.sum())
+        else:
+            out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+    aucs = np.array([row["auc"] for row in per_fold], dtype=float)
+    aucs = aucs[np.isfinite(aucs)]
+    out["auc_fold_sd"] = float(aucs.std(ddof=1)) if len(aucs) > 1 else math.nan
+    out["auc_ci_low"] = out["auc_ci_high"] = out["threshold"] = math.nan  # CIs belong to one set of predictions
+    return out
+
+
 def metrics_table(frame, *, n_boot: int = 1000, seed: int = 0):
-    """Metrics per (contrast, model, fold) and pooled over folds, from a predictions table with
-    columns contrast, model, fold, label, probability, threshold (one row per prediction)."""
+    """Metrics per (contrast, model, fold), pooled over folds ('pooled') and averaged over folds
+    ('mean', see :func:`fold_mean`), from a predictions table with columns contrast, model, fold,
+    label, probability, threshold (one row per prediction)."""
     import pandas as pd
 
     rows = []
     for (contrast, model), group in frame.groupby(["contrast", "model"], sort=False):
         parts = [(str(fold), part) for fold, part in group.groupby("fold")] + [("pooled", group)]
+        per_fold = []
         for fold, part in parts:
             values = binary_metrics(part["label"].to_numpy(), part["probability"].to_numpy(),
                                     part["threshold"].to_numpy(), n_boot=n_boot, seed=seed)
             rows.append({"contrast": contrast, "model": model, "fold": fold, **values})
-    return pd.DataFrame(rows, columns=["contrast", "model", "fold", *METRIC_COLUMNS])
+            if fold != "pooled":
+                per_fold.append(values)
+        rows.append({"contrast": contrast, "model": model, "fold": "mean", **fold_mean(per_fold)})
+    return pd.DataFrame(rows, columns=["contrast", "model", "fold", *METRIC_COLUMNS, "auc_fold_sd"])

@@ -47,13 +47,15 @@ PREDICTION_COLUMNS = {
 }
 METRIC_DESCRIPTIONS = {
     "contrast": "MRI contrast", "model": "teacher (PET + MRI) or student (MRI only)",
-    "fold": "fold index, or 'pooled' (all out-of-fold predictions, each with its own fold's threshold)",
+    "fold": "fold index; 'pooled' (all out-of-fold predictions, each with its own fold's threshold); 'mean' "
+            "(the fold rows averaged: each fold's model ranks its own held-out subjects)",
     "n": "sessions", "n_positive": "amyloid-positive sessions", "auc": "ROC AUC",
     "auc_ci_low": "bootstrap 95% CI of the AUC, lower bound", "auc_ci_high": "bootstrap 95% CI, upper bound",
     "threshold": "validation threshold (n/a when pooled over folds)", "sensitivity": "TP / (TP + FN)",
     "specificity": "TN / (TN + FP)", "ppv": "TP / (TP + FP)", "npv": "TN / (TN + FN)", "f1": "F1 score",
     "balanced_accuracy": "(sensitivity + specificity) / 2", "accuracy": "(TP + TN) / n",
     "ece": "expected calibration error, 10 equal-width bins", "brier": "Brier score",
+    "auc_fold_sd": "standard deviation of the fold AUCs (row 'mean' only)",
 }
 
 
@@ -227,7 +229,10 @@ def _nan_to_none(value: Any) -> Any:
 
 
 def _log_metrics(metrics) -> None:
+    mean = {(r.contrast, r.model): r for r in metrics[metrics.fold == "mean"].itertuples()}
     for row in metrics[metrics.fold == "pooled"].itertuples():
-        log.info("%s %s (out-of-fold, %d sessions): AUC %.3f [%.3f, %.3f], sensitivity %.2f, specificity %.2f, "
-                 "F1 %.2f", row.contrast, row.model, row.n, row.auc, row.auc_ci_low, row.auc_ci_high,
-                 row.sensitivity, row.specificity, row.f1)
+        per_fold = mean[(row.contrast, row.model)]
+        log.info("%s %s (out-of-fold, %d sessions): AUC %.3f [%.3f, %.3f] pooled, %.3f +- %.3f per fold; "
+                 "sensitivity %.2f, specificity %.2f, F1 %.2f", row.contrast, row.model, row.n, row.auc,
+                 row.auc_ci_low, row.auc_ci_high, per_fold.auc, per_fold.auc_fold_sd, row.sensitivity,
+                 row.specificity, row.f1)

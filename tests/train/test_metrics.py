@@ -64,7 +64,21 @@ def test_metrics_table_per_fold_and_pooled():
                           "label": [0, 1, 0, 1, 0, 1, 0, 1], "probability": [.1, .9, .4, .6, .2, .7, .6, .8],
                           "threshold": [.5] * 4 + [.65] * 4})
     table = metrics_table(frame, n_boot=10)
-    assert list(table.fold) == ["0", "1", "pooled"]
-    pooled = table.iloc[-1]
+    assert list(table.fold) == ["0", "1", "pooled", "mean"]
+    pooled = table.iloc[2]
     assert np.isnan(pooled.threshold) and pooled.n == 8
     assert pooled.sensitivity == 1.0 and pooled.specificity == 1.0  # each fold's own threshold applied
+
+
+def test_fold_mean_row_averages_folds_on_their_own_scales():
+    import pandas as pd
+
+    # Both folds rank perfectly, but fold 1's model is shifted up: pooling mixes the two scales.
+    frame = pd.DataFrame({"contrast": "T1w", "model": "teacher", "fold": [0] * 4 + [1] * 4,
+                          "label": [0, 0, 1, 1] * 2, "probability": [.1, .2, .3, .4, .35, .5, .7, .9],
+                          "threshold": [.25] * 4 + [.6] * 4})
+    table = metrics_table(frame, n_boot=10).set_index("fold")
+    assert table.loc["pooled", "auc"] < 1.0 and table.loc["mean", "auc"] == 1.0
+    assert table.loc["mean", "auc_fold_sd"] == 0.0 and np.isnan(table.loc["pooled", "auc_fold_sd"])
+    assert table.loc["mean", "n"] == 8 and np.isnan(table.loc["mean", "auc_ci_low"])
+    assert table.loc["mean", "balanced_accuracy"] == pytest.approx(table.loc[["0", "1"], "balanced_accuracy"].mean())

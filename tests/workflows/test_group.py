@@ -87,7 +87,7 @@ def test_outputs_and_out_of_fold_predictions(trained):
         held = {p[len("sub-"):] for p in students[students.fold == fold["fold"]].participant_id}
         assert held == parts[2]  # predictions come from the fold that held the subject out
     metrics = pd.read_csv(out / "group" / "desc-cv_metrics.tsv", sep="\t")
-    assert set(metrics.model) == {"teacher", "student"} and "pooled" in set(metrics.fold.astype(str))
+    assert set(metrics.model) == {"teacher", "student"} and {"pooled", "mean"} <= set(metrics.fold.astype(str))
     bundle = load_bundle(out)
     assert len(bundle.folds) == 2 and bundle.has_teachers and bundle.testing_only
     assert bundle.read_json("splits.json") == splits
