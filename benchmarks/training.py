@@ -16,6 +16,16 @@
 2. Step times with and without the frozen-prefix cache (the TrainConfig.cache_frozen verdict)::
 
        python benchmarks/training.py step-times [--backbones tiny,biomedclip] [--slices 25] [--reps 3]
+
+3. What the student's inputs allow, on the same subjects, splits and sessions as a ``cv`` run::
+
+       python benchmarks/training.py probe OUT_DIR --splits BENCH_DIR/baseline/models/splits.json
+
+   Per fold, a logistic regression is fitted on the training + validation subjects and scored on
+   the held-out ones, from (a) the FROZEN backbone's CLS features averaged over the input slices
+   (no LoRA, no training: the ceiling of a linear read-out of those features) and (b) the
+   generator's MRI-visible latents (global atrophy, regional thinning, ventricle size), next to
+   (c) the Bayes oracle on those latents. Only for ``bids_amyloid.synth`` cohorts.
 """
 from __future__ import annotations
 
@@ -267,6 +277,82 @@ def step_times(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+# ------------------------------------------------------------------------------ linear probes
+
+def _probe_aucs(features, labels, folds, fold_of_subject, subjects) -> dict[str, float]:
+    """Per-fold logistic regression (C chosen by inner CV on the training part): pooled and mean AUC."""
+    import warnings
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from bids_amyloid.synth.truth import auc
+
+    prob, per_fold = np.full(len(labels), np.nan), []
+    for fold in folds:
+        part = np.array([fold_of_subject[fold.index].get(s) for s in subjects])
+        fit, test = np.isin(part, ["train", "val"]), part == "test"
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.01, 0.1, 1.0], cv=3, max_iter=5000))
+        with warnings.catch_warnings():  # sklearn's notices of future defaults, not about this fit
+            warnings.simplefilter("ignore", FutureWarning)
+            model.fit(features[fit], labels[fit])
+        prob[test] = model.predict_proba(features[test])[:, 1]
+        per_fold.append(auc(prob[test], labels[test]))
+    return {"pooled": round(auc(prob, labels), 4), "fold_mean": round(float(np.nanmean(per_fold)), 4)}
+
+
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from bids_amyloid.bids.layout import discover_sessions, require_labels
+    from bids_amyloid.config import Config, ModelConfig
+    from bids_amyloid.models.inputs import select_slices, to_model_input
+    from bids_amyloid.models.weights import load_slice_encoder
+    from bids_amyloid.synth.truth import auc, mri_posterior
+    from bids_amyloid.train.cv import Splits
+    from bids_amyloid.train.data import build_samples, read_slice_means, student_samples
+
+    torch.set_num_threads(args.threads)
+    out_dir = args.out_dir.resolve()
+    bids = (args.bids or _source_bids(out_dir)).resolve()
+    config = Config(bids_dir=bids, output_dir=out_dir, analysis_level="group", skip_bids_validation=True,
+                    work_dir=Path("/tmp") / "bids_amyloid-probe-work", contrasts=[args.contrast],
+                    model=ModelConfig(backbone=args.backbone, backbone_weights=args.weights))
+    samples = student_samples(build_samples(require_labels(discover_sessions(config), config), out_dir,
+                                            args.contrast)[0])
+    splits = Splits.from_json(json.loads(args.splits.read_text()), args.splits)
+    fold_of_subject = {f.index: {s: p for p in ("train", "val", "test") for s in getattr(f, p)} for f in splits.folds}
+    encoder = load_slice_encoder(args.backbone, args.weights).eval()
+    start, features = time.perf_counter(), []
+    with torch.inference_mode():
+        for s in samples:
+            index = select_slices(read_slice_means(s.mri), args.input_slices, config.preprocess.min_slice_mean)
+            x = to_model_input(torch.from_numpy(np.load(s.mri, mmap_mode="r")[index].astype(np.float32)), "mri")
+            features.append(encoder(x).float().mean(0).numpy())
+    encode_s = time.perf_counter() - start
+    labels, subjects = np.array([s.label for s in samples]), [s.subject for s in samples]
+    truth = pd.read_csv(bids / "sourcedata" / "synth" / "truth.tsv", sep="\t", keep_default_na=False)
+    truth = truth.set_index(["participant_id", "session_id"])
+    rows = truth.loc[[(f"sub-{s.subject}", f"ses-{s.session}") for s in samples]]
+    mri = truth.loc[list(zip(rows.index.get_level_values(0), rows.mri_session))]
+    latents = mri[["global_atrophy", "regional_signal", "ventricle_signal"]].to_numpy(float)
+    effect = json.loads((bids / "sourcedata" / "synth" / "truth.json").read_text())["parameters"]["effect_mri"]
+    oracle = mri_posterior(*latents.T, effect)
+    part = {f.index: np.array([fold_of_subject[f.index].get(s) == "test" for s in subjects]) for f in splits.folds}
+    report = {"sessions": len(samples), "encode_s": round(encode_s, 1), "input_slices": args.input_slices,
+              f"frozen_{args.backbone}_cls_probe": _probe_aucs(np.stack(features), labels, splits.folds,
+                                                               fold_of_subject, subjects),
+              "latent_probe": _probe_aucs(latents, labels, splits.folds, fold_of_subject, subjects),
+              "bayes_oracle": {"pooled": round(auc(oracle, labels), 4),
+                               "fold_mean": round(float(np.nanmean([auc(oracle[m], labels[m]) for m in part.values()])), 4)}}
+    print(json.dumps(report, indent=2))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,8 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--reps", type=int, default=3)
     st.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     st.add_argument("--report", type=Path)
+    pr = sub.add_parser("probe", help="linear probes: frozen backbone features and generator latents")
+    pr.add_argument("out_dir", type=Path, help="participant-level output folder (slice caches)")
+    pr.add_argument("--splits", type=Path, required=True, help="models/splits.json of a cv run")
+    pr.add_argument("--bids", type=Path)
+    pr.add_argument("--input-slices", type=int, default=25)
+    pr.add_argument("--contrast", default="T1w")
+    pr.add_argument("--backbone", default="tiny", choices=("tiny", "biomedclip"))
+    pr.add_argument("--weights", type=Path)
+    pr.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    pr.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
-    report = cross_validation(args) if args.command == "cv" else step_times(args)
+    report = {"cv": cross_validation, "step-times": step_times, "probe": probe}[args.command](args)
     if args.report:
         args.report.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0
