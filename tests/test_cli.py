@@ -36,7 +36,10 @@ def test_label_spellings_and_prefixes(flag, tmp_path):
 
 def test_sloppy_selects_tiny_backbone(tmp_path):
     config = config_from_args(build_parser().parse_args([str(tmp_path), str(tmp_path / "o"), "group", "--sloppy"]))
-    assert config.sloppy and config.model.backbone == "tiny"
+    assert config.sloppy and config.model.backbone == "tiny" and config.train.lr_scale == 10.0
+    chosen = config_from_args(build_parser().parse_args([str(tmp_path), str(tmp_path / "o"), "group", "--sloppy",
+                                                         "--lr-scale", "2"]))
+    assert chosen.train.lr_scale == 2.0
 
 
 def test_training_and_inference_knobs_reach_the_config(tmp_path):
