@@ -17,7 +17,11 @@
 
        python benchmarks/training.py step-times [--backbones tiny,biomedclip] [--slices 25] [--reps 3]
 
-3. What the student's inputs allow, on the same subjects, splits and sessions as a ``cv`` run::
+3. The table of the finished runs of a bench dir (wall time and memory from each run's bench.json)::
+
+       python benchmarks/training.py table BENCH_DIR
+
+4. What the student's inputs allow, on the same subjects, splits and sessions as a ``cv`` run::
 
        python benchmarks/training.py probe OUT_DIR --splits BENCH_DIR/baseline/models/splits.json
 
@@ -97,24 +101,44 @@ def _run_one(name: str, args: dict[str, Any], queue) -> None:
                     train=train)
     start = time.perf_counter()
     run_group(config)
-    wall = time.perf_counter() - start
+    result = {"ablation": name, "wall_s": round(time.perf_counter() - start, 1),
+              "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    (out / "bench.json").write_text(json.dumps(result) + "\n")  # wall and memory, for the 'table' command
+    queue.put({**result, **summarise_run(out, Path(args["bids"]))})
+
+
+def summarise_run(out: Path, bids: Path) -> dict[str, Any]:
+    """Pooled and per-fold AUCs of a finished group run, and the cohort oracle on its sessions."""
     import pandas as pd
 
-    metrics = pd.read_csv(out / "group" / "desc-cv_metrics.tsv", sep="\t", keep_default_na=False)
-    pooled = metrics[metrics.fold.astype(str) == "pooled"]
-    result = {"ablation": name, "wall_s": round(wall, 1),
-              "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
-    for row in pooled.itertuples():
+    metrics = pd.read_csv(out / "group" / "desc-cv_metrics.tsv", sep="\t", na_values=["n/a"], keep_default_na=False,
+                          dtype={"fold": str})
+    result: dict[str, Any] = {}
+    for row in metrics[metrics.fold == "pooled"].itertuples():
         result[row.model] = {k: getattr(row, k) for k in ("auc", "auc_ci_low", "auc_ci_high", "sensitivity",
                                                           "specificity", "f1", "balanced_accuracy", "n")}
         # Each fold's model has its own probability scale, so the pooled AUC mixes scales; the
         # per-fold AUCs say how well each model ranks its own held-out subjects.
-        per_fold = pd.to_numeric(metrics[(metrics.model == row.model) & metrics.fold.astype(str).str.isdigit()].auc)
+        per_fold = metrics[(metrics.model == row.model) & metrics.fold.str.isdigit()].auc
         result[row.model].update(fold_auc_mean=round(float(per_fold.mean()), 4),
                                  fold_auc_sd=round(float(per_fold.std(ddof=1)), 4))
     oof = pd.read_csv(out / "group" / "desc-oof_predictions.tsv", sep="\t", keep_default_na=False)
-    result["cohort_oracle"] = _cohort_oracle(Path(args["bids"]), oof)
-    queue.put(result)
+    result["cohort_oracle"] = _cohort_oracle(bids, oof)
+    return result
+
+
+def table(args: argparse.Namespace) -> dict[str, Any]:
+    """The results table of the finished runs in a --bench-dir (e.g. after an interrupted cv)."""
+    bench_dir = args.bench_dir.resolve()
+    results = []
+    for name in [n for n in ABLATIONS if (bench_dir / n / "group" / "desc-cv_metrics.tsv").exists()]:
+        run = bench_dir / name
+        bids = args.bids or _source_bids(run)
+        timing = json.loads((run / "bench.json").read_text()) if (run / "bench.json").exists() else {}
+        results.append({"ablation": name, **timing, **summarise_run(run, bids)})
+    report = {"bench_dir": str(bench_dir), "oracle": _oracle(bids) if results else {}, "results": results}
+    print(_table(report))
+    return report
 
 
 def _cohort_oracle(bids: Path, oof) -> dict[str, Any]:
@@ -380,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--reps", type=int, default=3)
     st.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     st.add_argument("--report", type=Path)
+    tb = sub.add_parser("table", help="the results table of the finished cv runs in a bench dir")
+    tb.add_argument("bench_dir", type=Path)
+    tb.add_argument("--bids", type=Path, help="the cohort's BIDS folder (default: from dataset_description.json)")
+    tb.add_argument("--report", type=Path)
     pr = sub.add_parser("probe", help="linear probes: frozen backbone features and generator latents")
     pr.add_argument("out_dir", type=Path, help="participant-level output folder (slice caches)")
     pr.add_argument("--splits", type=Path, required=True, help="models/splits.json of a cv run")
@@ -391,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     pr.add_argument("--report", type=Path)
     args = parser.parse_args(argv)
-    report = {"cv": cross_validation, "step-times": step_times, "probe": probe}[args.command](args)
+    report = {"cv": cross_validation, "step-times": step_times, "probe": probe, "table": table}[args.command](args)
     if args.report:
         args.report.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return 0
