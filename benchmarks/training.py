@@ -371,8 +371,8 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
               f"frozen_{args.backbone}_cls_probe": _probe_aucs(np.stack(features), labels, splits.folds,
                                                                fold_of_subject, subjects),
               "latent_probe": _probe_aucs(latents, labels, splits.folds, fold_of_subject, subjects),
-              "bayes_oracle": {"pooled": round(auc(oracle, labels), 4),
-                               "fold_mean": round(float(np.nanmean([auc(oracle[m], labels[m]) for m in part.values()])), 4)}}
+              "bayes_oracle": {"pooled": round(auc(oracle, labels), 4), "fold_mean": round(float(np.nanmean(
+                  [auc(oracle[m], labels[m]) for m in part.values()])), 4)}}
     print(json.dumps(report, indent=2))
     return report
 

@@ -6,13 +6,18 @@ Called by ``workflows/participant.py``: :func:`check_model` once before any prep
 
 Per session and contrast (requested with ``--contrast`` and supported by the bundle):
 
-* ``probability`` = mean over folds of sigmoid(student logit) (the ensemble);
-* ``threshold`` = mean of the folds' validation-chosen thresholds; ``label`` = positive when
-  ``probability >= threshold`` (the same rule the training metrics use). ``positive_folds``
-  counts the folds whose own probability reaches their own threshold (the majority vote, for
-  reference: it may disagree with ``label`` near the threshold);
-* ``uncertainty`` = population standard deviation of the fold probabilities; ``fold_min`` /
-  ``fold_max`` = their range.
+* each fold's probability is first ALIGNED at its own validation-chosen threshold: its logit
+  minus the logit of its threshold, plus the logit of ``threshold`` = the mean of the folds'
+  thresholds. Each fold model has its own probability scale (on the training benchmark the
+  pooled out-of-fold teacher AUC is 0.69 from raw probabilities and 0.96 once aligned so), and
+  its threshold was chosen on that scale;
+* ``probability`` = sigmoid of the mean aligned logit; ``label`` = positive when
+  ``probability >= threshold``, i.e. when the folds' mean evidence is on the positive side of
+  their own thresholds. ``positive_folds`` counts the folds whose own probability reaches their
+  own threshold (the majority vote, for reference: it may disagree with ``label`` near the
+  threshold);
+* ``uncertainty`` = population standard deviation of the aligned fold probabilities;
+  ``fold_min`` / ``fold_max`` = their range.
 
 Outputs: ``sub-X/ses-Y/anat/sub-X_ses-Y_desc-amyloid_predictions.tsv`` (one row per contrast)
 with a JSON data dictionary and provenance (:mod:`bids_amyloid.infer.table`), saliency maps
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from bids_amyloid.bids.derivatives import derivative_path, json_sidecar, output_uri, provenance, slice_cache_path
 from bids_amyloid.bids.io import atomic_write_json, sha256_file
@@ -39,8 +45,9 @@ from bids_amyloid.infer.table import COLUMNS, Prediction, predictions_path, read
 
 log = logging.getLogger("bids_amyloid.infer")
 
-ENSEMBLE_RULE = ("probability = mean of fold sigmoids; threshold = mean of fold validation thresholds; "
-                 "positive when probability >= threshold; uncertainty = population SD of fold probabilities")
+ENSEMBLE_RULE = ("fold probabilities aligned at their own validation thresholds (logit p - logit t_fold + logit t); "
+                 "probability = sigmoid(mean aligned logit); threshold t = mean of fold validation thresholds; "
+                 "positive when probability >= threshold; uncertainty = population SD of aligned fold probabilities")
 
 
 def ensemble_prediction(fold_probabilities: Sequence[float], thresholds: Sequence[float], *, subject: str,
@@ -51,13 +58,22 @@ def ensemble_prediction(fold_probabilities: Sequence[float], thresholds: Sequenc
     t = np.asarray(thresholds, dtype=np.float64)
     if p.size == 0 or p.shape != t.shape:
         raise ValueError(f"need one probability per fold threshold, got {p.size} and {t.size}")
-    probability, threshold = float(p.mean()), float(t.mean())
+    threshold = float(t.mean())
+    aligned = _logit(p) - _logit(t) + _logit(threshold)
+    probability = float(expit(aligned.mean()))
+    q = expit(aligned)  # each fold's probability on the common scale
     return Prediction(
         participant_id=f"sub-{subject}", session_id=f"ses-{session}" if session else None,
         mri_session_id=f"ses-{mri_session or session}" if (mri_session or session) else None, contrast=contrast,
         probability=probability, label="positive" if probability >= threshold else "negative",
-        threshold=threshold, uncertainty=float(p.std()), fold_min=float(p.min()), fold_max=float(p.max()),
+        threshold=threshold, uncertainty=float(q.std()), fold_min=float(q.min()), fold_max=float(q.max()),
         positive_folds=int((p >= t).sum()), n_folds=int(p.size), model_id=model_id, testing_only=testing_only)
+
+
+def _logit(x: Any) -> np.ndarray:
+    """logit, with probabilities kept 1e-6 away from 0 and 1 (a saturated fold stays finite)."""
+    x = np.clip(np.asarray(x, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(x) - np.log1p(-x)
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,8 +36,9 @@ COLUMNS: dict[str, dict[str, Any]] = {
     "contrast": {"LongName": "MRI contrast", "Description": "BIDS suffix of the MRI the prediction used.",
                  "Levels": {"T1w": "T1-weighted", "T2w": "T2-weighted", "FLAIR": "FLAIR", "T2starw": "T2*-weighted"}},
     "probability": {"LongName": "Probability of amyloid-beta positivity",
-                    "Description": "Mean over the cross-validation folds of the MRI-only student's sigmoid output "
-                                   "(estimated probability that Centiloid exceeds the training cut-off).",
+                    "Description": "Ensemble of the cross-validation folds' MRI-only students: each fold's sigmoid "
+                                   "output aligned at its own threshold, averaged on the logit scale (estimated "
+                                   "probability that Centiloid exceeds the training cut-off).",
                     "Units": "probability (0-1)"},
     "label": {"LongName": "Predicted amyloid status",
               "Description": "positive when probability >= threshold, else negative.",
@@ -46,15 +47,18 @@ COLUMNS: dict[str, dict[str, Any]] = {
                   "Description": "Mean of the per-fold thresholds chosen on each fold's VALIDATION data at training "
                                  "time (never on test data).", "Units": "probability (0-1)"},
     "uncertainty": {"LongName": "Ensemble disagreement",
-                    "Description": "Population standard deviation of the fold probabilities.",
+                    "Description": "Population standard deviation of the fold probabilities, each aligned at its "
+                                   "own fold's threshold (logit p - logit t_fold + logit threshold).",
                     "Units": "probability (0-1)"},
-    "fold_min": {"LongName": "Lowest fold probability", "Description": "Minimum over folds of the probability.",
+    "fold_min": {"LongName": "Lowest fold probability",
+                 "Description": "Minimum over folds of the aligned probability.",
                  "Units": "probability (0-1)"},
-    "fold_max": {"LongName": "Highest fold probability", "Description": "Maximum over folds of the probability.",
+    "fold_max": {"LongName": "Highest fold probability",
+                 "Description": "Maximum over folds of the aligned probability.",
                  "Units": "probability (0-1)"},
     "positive_folds": {"LongName": "Folds voting positive",
                        "Description": "Number of folds whose probability reaches their own threshold (majority "
-                                      "vote for reference; label uses the ensemble mean)."},
+                                      "vote for reference; label uses the ensemble's mean aligned logit)."},
     "n_folds": {"LongName": "Folds in the ensemble", "Description": "Number of fold students averaged."},
     "model_id": {"LongName": "Model identifier",
                  "Description": "sha256 of the model bundle's manifest (which lists the sha256 of every bundle file)."},

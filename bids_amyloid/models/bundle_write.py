@@ -69,7 +69,8 @@ def _model_card(meta: dict[str, Any], config: dict[str, Any], metrics: Any, summ
         "## Intended use",
         "Research only: estimates whether a session is amyloid-beta positive (Centiloid > "
         f"{config.get('labels', {}).get('centiloid_threshold', 20.6)}) from structural MRI alone,",
-        "as the mean of the fold students' probabilities. It is not a medical device and must not",
+        "from the fold students' probabilities aligned at their own thresholds and averaged (logit scale).",
+        "It is not a medical device and must not",
         "be used for diagnosis or treatment decisions.",
         "",
         "## Limits",

@@ -172,9 +172,10 @@ def write_participant_report(subject: str, config: Config) -> Path:
         summary = [H.table(predictions, PRED_COLUMNS, PRED_HEADERS, NUMERIC),
                    H.figure(figures.prediction_strip(predictions), "Ensemble probability (dot), range over the "
                             "fold models (bar) and decision threshold (tick) per session and contrast."),
-                   H.note("probability: mean of the fold students' probabilities; label: positive when the "
-                          "probability reaches the threshold (mean of the folds' validation-chosen thresholds); "
-                          "fold SD / min / max: disagreement between the fold models.")]
+                   H.note("probability: the fold students' probabilities, each aligned at its own fold's "
+                          "validation-chosen threshold, averaged on the logit scale; label: positive when the "
+                          "probability reaches the threshold (mean of the folds' thresholds); fold SD / min / max: "
+                          "disagreement between the aligned fold models.")]
         body.append(H.section("Amyloid-beta prediction from MRI", "\n".join(summary), "predictions"))
     else:
         body.append(H.section("Amyloid-beta prediction from MRI",

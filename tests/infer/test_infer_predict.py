@@ -21,13 +21,40 @@ def _json(path):
     return json.loads(path.with_name(path.name.split(".")[0] + ".json").read_text())
 
 
-def test_ensemble_rule():
+def _logit(x):
+    return np.log(x) - np.log1p(-x)
+
+
+def test_ensemble_rule_equal_thresholds():
     p = ensemble_prediction([0.2, 0.6, 0.7], [0.5, 0.5, 0.5], subject="01", session=None, contrast="T1w",
                             model_id="m", testing_only=False)
-    assert p.probability == pytest.approx(0.5) and p.label == "positive"  # >= threshold, as in training
-    assert p.uncertainty == pytest.approx(np.std([0.2, 0.6, 0.7])) and (p.fold_min, p.fold_max) == (0.2, 0.7)
+    # equal thresholds: nothing to align; the folds' logits are averaged
+    assert p.probability == pytest.approx(1 / (1 + np.exp(-np.mean(_logit(np.array([0.2, 0.6, 0.7]))))))
+    # mean logit -0.045: just below the threshold although 2 of 3 folds are above theirs
+    assert p.label == "negative" and p.threshold == pytest.approx(0.5) and p.probability < 0.5
+    above = ensemble_prediction([0.2, 0.6, 0.75], [0.5] * 3, subject="01", session=None, contrast="T1w",
+                                model_id="m", testing_only=False)
+    assert above.label == "positive" and above.probability >= 0.5  # >= threshold, as in training
+    assert p.uncertainty == pytest.approx(np.std([0.2, 0.6, 0.7]))
+    assert (p.fold_min, p.fold_max) == pytest.approx((0.2, 0.7))
     assert p.positive_folds == 2 and p.n_folds == 3 and p.session_id is None
     assert p.row()[list(COLUMNS).index("session_id")] == "n/a"
+
+
+def test_ensemble_aligns_each_fold_at_its_own_threshold():
+    # Fold 0 works on a high scale and is far below its own threshold (logit -2.0); fold 1 is a
+    # little above its own (+0.54). The plain mean (0.615 vs 0.595) would say positive; measured
+    # against each fold's own threshold the evidence is negative.
+    p = ensemble_prediction([0.93, 0.30], [0.99, 0.20], subject="01", session="01", contrast="T1w",
+                            model_id="m", testing_only=False)
+    assert p.threshold == pytest.approx(0.595) and p.positive_folds == 1
+    assert p.label == "negative" and p.probability < p.threshold
+    aligned = _logit(np.array([0.93, 0.30])) - _logit(np.array([0.99, 0.20])) + _logit(0.595)
+    assert p.probability == pytest.approx(1 / (1 + np.exp(-aligned.mean())))
+    assert (p.fold_min, p.fold_max) == pytest.approx(tuple(1 / (1 + np.exp(-aligned))))
+    saturated = ensemble_prediction([1.0, 0.0], [0.5, 0.5], subject="01", session="01", contrast="T1w",
+                                    model_id="m", testing_only=False)
+    assert np.isfinite(saturated.probability) and saturated.probability == pytest.approx(0.5)
 
 
 def test_prediction_table_and_dictionary(predicted):
