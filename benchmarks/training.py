@@ -150,22 +150,16 @@ def _cohort_oracle(bids: Path, oof) -> dict[str, Any]:
 
     from bids_amyloid.synth.truth import auc, mri_posterior
 
-    truth_tsv = bids / "sourcedata" / "synth" / "truth.tsv"
-    if not truth_tsv.exists():
+    if not (bids / "sourcedata" / "synth" / "truth.tsv").exists():
         return {}
-    truth = pd.read_csv(truth_tsv, sep="\t", keep_default_na=False)
-    effect = json.loads((bids / "sourcedata" / "synth" / "truth.json").read_text())["parameters"]["effect_mri"]
-    by_key = truth.set_index(["participant_id", "session_id"])
     found = {}
     for model in ("student", "teacher"):
         rows = oof[oof.model == model]
         if rows.empty:
             continue
-        keys = list(zip(rows.participant_id, rows.session_id))
-        sessions = by_key.loc[keys]
-        mri = by_key.loc[list(zip(sessions.index.get_level_values(0), sessions.mri_session))]
+        sessions, latents, effect = _truth_of(bids, list(zip(rows.participant_id, rows.session_id)))
         labels, folds = rows.label.to_numpy(), rows.fold.to_numpy()
-        scores = {"mri": mri_posterior(mri.global_atrophy, mri.regional_signal, mri.ventricle_signal, effect)}
+        scores = {"mri": mri_posterior(*latents.T, effect)}
         if model == "teacher":
             scores["pet"] = pd.to_numeric(sessions.pet_centiloid).to_numpy()
         found[model] = {"n": len(rows)}
@@ -174,6 +168,20 @@ def _cohort_oracle(bids: Path, oof) -> dict[str, Any]:
             found[model][name] = round(auc(score, labels), 4)
             found[model][f"{name}_fold_mean"] = round(float(np.nanmean(per_fold)), 4)
     return found
+
+
+def _truth_of(bids: Path, keys: list[tuple[str, str]]):
+    """The generator's truth rows of (participant_id, session_id) keys, the MRI-visible latents
+    (g, y_r, y_v) of the session whose MRI each used, and the cohort's MRI effect size."""
+    import pandas as pd
+
+    truth = pd.read_csv(bids / "sourcedata" / "synth" / "truth.tsv", sep="\t", keep_default_na=False)
+    truth = truth.set_index(["participant_id", "session_id"])
+    sessions = truth.loc[keys]
+    mri = truth.loc[list(zip(sessions.index.get_level_values(0), sessions.mri_session))]
+    latents = mri[["global_atrophy", "regional_signal", "ventricle_signal"]].to_numpy(float)
+    effect = json.loads((bids / "sourcedata" / "synth" / "truth.json").read_text())["parameters"]["effect_mri"]
+    return sessions, latents, effect
 
 
 def _oracle(bids: Path) -> dict[str, Any]:
@@ -329,7 +337,6 @@ def _probe_aucs(features, labels, folds, fold_of_subject, subjects) -> dict[str,
 
 def probe(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
-    import pandas as pd
     import torch
 
     from bids_amyloid.bids.layout import discover_sessions, require_labels
@@ -359,12 +366,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
             features.append(encoder(x).float().mean(0).numpy())
     encode_s = time.perf_counter() - start
     labels, subjects = np.array([s.label for s in samples]), [s.subject for s in samples]
-    truth = pd.read_csv(bids / "sourcedata" / "synth" / "truth.tsv", sep="\t", keep_default_na=False)
-    truth = truth.set_index(["participant_id", "session_id"])
-    rows = truth.loc[[(f"sub-{s.subject}", f"ses-{s.session}") for s in samples]]
-    mri = truth.loc[list(zip(rows.index.get_level_values(0), rows.mri_session))]
-    latents = mri[["global_atrophy", "regional_signal", "ventricle_signal"]].to_numpy(float)
-    effect = json.loads((bids / "sourcedata" / "synth" / "truth.json").read_text())["parameters"]["effect_mri"]
+    _, latents, effect = _truth_of(bids, [(f"sub-{s.subject}", f"ses-{s.session}") for s in samples])
     oracle = mri_posterior(*latents.T, effect)
     part = {f.index: np.array([fold_of_subject[f.index].get(s) == "test" for s in subjects]) for f in splits.folds}
     report = {"sessions": len(samples), "encode_s": round(encode_s, 1), "input_slices": args.input_slices,
