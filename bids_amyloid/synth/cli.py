@@ -9,7 +9,8 @@ from typing import NoReturn
 
 from bids_amyloid import __version__
 from bids_amyloid.errors import BidsAmyloidError
-from bids_amyloid.synth.cohort import DEFAULT_CONTRASTS, DEFAULT_TRACERS, generate_cohort
+from bids_amyloid.synth.cohort import DEFAULT_CONTRASTS, generate_cohort
+from bids_amyloid.synth.layouts import DEFAULT_TRACERS, LAYOUTS
 from bids_amyloid.synth.mri import CONTRASTS
 from bids_amyloid.synth.pet import TRACERS
 
@@ -31,7 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MRI contrasts (T1w required)")
     p.add_argument("--resolution", type=float, default=1.0,
                    help="voxel-size scale in mm: 1 = T1w at 1 mm; 2 = fast test cohorts")
-    p.add_argument("--tracers", nargs="+", default=list(DEFAULT_TRACERS), choices=list(TRACERS))
+    p.add_argument("--tracers", nargs="+", default=None, choices=list(TRACERS),
+                   help="amyloid tracers (default: the layout's, "
+                        + "; ".join(f"{k}: {' '.join(v)}" for k, v in DEFAULT_TRACERS.items()) + ")")
+    p.add_argument("--layout", default="default", choices=list(LAYOUTS),
+                   help="on-disk style: default (valid BIDS) or that of a real dataset: oasis3 "
+                        "(OASIS-3 download), clinica-adni (Clinica adni-to-bids), openneuro "
+                        "(DLBS ds004856)")
     p.add_argument("--effect-mri", type=float, default=1.0,
                    help="strength of the MRI-visible amyloid correlate (0 = none)")
     p.add_argument("--effect-pet", type=float, default=1.0,
@@ -53,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               contrasts=args.contrasts, resolution=args.resolution,
                               tracers=args.tracers, effect_mri=args.effect_mri,
                               effect_pet=args.effect_pet, anatomy_source=args.anatomy,
-                              n_jobs=args.n_jobs, overwrite=args.overwrite)
+                              n_jobs=args.n_jobs, overwrite=args.overwrite, layout=args.layout)
     except BidsAmyloidError as exc:
         print(f"bids_amyloid-synth: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -15,14 +15,15 @@ import pandas as pd
 
 from bids_amyloid import __version__
 from bids_amyloid.errors import OutputError, UsageError
-from bids_amyloid.synth import anatomy, bidsfiles, mri, pet, subject, truth
+from bids_amyloid.synth import anatomy, bidsfiles, labels, layouts, mri, pet, subject, truth
 
 DEFAULT_CONTRASTS = ("T1w", "T2w", "FLAIR", "T2starw")
-DEFAULT_TRACERS = ("PiB", "AV45")
+DEFAULT_TRACERS = ("PiB", "AV45")  # of the default layout; layouts.DEFAULT_TRACERS per layout
 TRUTH_DIR = Path("sourcedata", "synth")
 TRUTH_COLUMNS = {
     "mri_session": "MRI session whose anatomy/pose the PET is matched to (itself unless PET-only)",
-    "has_mri": "the session has anat/ images", "tracer": "PiB, AV45 or n/a (no PET)",
+    "has_mri": "the session has anat/ images",
+    "tracer": "amyloid PET tracer (PiB, AV45, FBB) or n/a (no amyloid PET)",
     "latent_load": "amyloid load L in (0, 1)",
     "centiloid": "dataset Centiloid (sessions.tsv shows it for PET sessions only); label = > 20.6",
     "pet_centiloid": "Centiloid the PET image actually encodes (centiloid + PET noise)",
@@ -33,6 +34,21 @@ TRUTH_COLUMNS = {
     "thinning_regional": "extra GM fraction lost in the medial parietal ROI (central sagittal band)",
     "ventricle_mm": "ventricle expansion (mm)", "head_scale": "isotropic head size factor",
     "orientation": "axis codes of the session's first T1w file",
+    "days": "days since the first visit (OASIS-3 session labels; months * 30.4375 otherwise)",
+    "other_pet": "non-amyloid PET of the session (AV1451 tau, FDG) or n/a",
+}
+IMAGE_COLUMNS = {  # images.tsv columns of PET rows beyond the geometry
+    "suffix": "T1w..., mask, pet, pet-static (sourcedata companion of a dynamic PET), pet-invalid",
+    "tracer_family": "amyloid, tau or fdg", "amyloid": "the tracer is an amyloid tracer",
+    "dynamic": "4-D file", "n_frames": "frames in the file",
+    "frame_start": "frame starts (s after injection)", "frame_duration": "frame durations (s)",
+    "suvr_window": "the tracer's static SUVR window (s after injection)",
+    "covers_suvr_window": "the frames span the whole SUVR window",
+    "static_path": "static late-window companion of a dynamic PET (same pose, no motion)",
+    "motion_path": ("per-frame rigid head motion of a dynamic PET, relative to template_to_scanner "
+                    "(the pose at the SUVR window middle, else at the scan start)"),
+    "sidecar_style": "standard, draft (pre-standard OASIS-3), two-frames (DLBS) or none",
+    "sidecar_defects": "real-world sidecar defects written (petmeta.DEFECTS)",
 }
 
 
@@ -58,6 +74,7 @@ class CohortTruth:
 
     @property
     def pet_sessions(self) -> pd.DataFrame:
+        """Sessions with an amyloid PET (labelled sessions)."""
         return self.sessions[self.sessions["tracer"] != "n/a"]
 
     def paths(self, suffix: str) -> list[Path]:
@@ -66,7 +83,10 @@ class CohortTruth:
 
 
 def _check_args(n_subjects: int, contrasts: tuple[str, ...], tracers: tuple[str, ...],
-                resolution: float, effect_mri: float, effect_pet: float, n_jobs: int) -> None:
+                resolution: float, effect_mri: float, effect_pet: float, n_jobs: int,
+                layout: str = "default") -> None:
+    if layout not in layouts.LAYOUTS:
+        raise UsageError(f"--layout must be one of {list(layouts.LAYOUTS)}, got {layout!r}")
     if n_subjects < 1:
         raise UsageError("--n-subjects must be at least 1")
     bad = [c for c in contrasts if c not in mri.CONTRASTS]
@@ -115,16 +135,21 @@ def _run_job(job: subject.Job) -> dict[str, list[dict[str, Any]]]:
 def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
                     contrasts: tuple[str, ...] | list[str] = DEFAULT_CONTRASTS,
                     resolution: float = 1.0,
-                    tracers: tuple[str, ...] | list[str] = DEFAULT_TRACERS,
+                    tracers: tuple[str, ...] | list[str] | None = None,
                     effect_mri: float = 1.0, effect_pet: float = 1.0, anatomy_source: str = "auto",
-                    n_jobs: int = 1, overwrite: bool = False) -> CohortTruth:
+                    n_jobs: int = 1, overwrite: bool = False, layout: str = "default") -> CohortTruth:
     """Write a BIDS dataset of n_subjects synthetic participants and return its ground truth.
 
     resolution scales every voxel size (1 = T1w at 1 mm); resolution >= 1.5 also uses the 2 mm
     template, which makes tiny test cohorts fast. anatomy_source: 'auto', 'ch2' or 'nilearn'.
+    layout: 'default' (valid current BIDS) or the on-disk style of a real dataset ('oasis3',
+    'clinica-adni', 'openneuro'; see layouts.py); tracers default to the layout's own
+    (default and oasis3: PiB, AV45; clinica-adni: AV45, FBB; openneuro: AV45).
     """
+    if tracers is None:
+        tracers = layouts.DEFAULT_TRACERS.get(layout, DEFAULT_TRACERS)
     contrasts, tracers = tuple(contrasts), tuple(tracers)
-    _check_args(n_subjects, contrasts, tracers, resolution, effect_mri, effect_pet, n_jobs)
+    _check_args(n_subjects, contrasts, tracers, resolution, effect_mri, effect_pet, n_jobs, layout)
     try:
         anat = anatomy.resolve_anatomy(anatomy_source)
     except (ValueError, FileNotFoundError) as exc:
@@ -135,10 +160,10 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
     src = anatomy.load_source(template_mm, anat)  # before forking: workers inherit it
     root_seq = np.random.SeedSequence(seed)
     phase = float(np.random.default_rng(root_seq.spawn(1)[0]).random())
-    width = max(3, len(str(n_subjects)))
-    jobs = [subject.Job(i, f"sub-{i + 1:0{width}d}", np.random.SeedSequence(seed, spawn_key=(1, i)),
-                        phase, root, template_mm, anat, contrasts, tracers, resolution,
-                        effect_mri, effect_pet) for i in range(n_subjects)]
+    jobs = [subject.Job(i, layouts.participant(layout, i, n_subjects),
+                        np.random.SeedSequence(seed, spawn_key=(1, i)), phase, root, template_mm,
+                        anat, contrasts, tracers, resolution, effect_mri, effect_pet, layout)
+            for i in range(n_subjects)]
     try:
         if n_jobs == 1 or n_subjects == 1:
             results = [subject.run(job, src) for job in jobs]
@@ -150,29 +175,34 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
         raise OutputError(f"cannot write the cohort to {root}: {exc}") from exc
     params = {"n_subjects": n_subjects, "contrasts": list(contrasts), "tracers": list(tracers),
               "resolution": resolution, "template_mm": template_mm, "effect_mri": effect_mri,
-              "effect_pet": effect_pet, "anatomy": anat}  # n_jobs: no effect on the output
+              "effect_pet": effect_pet, "anatomy": anat, "layout": layout}  # n_jobs: no effect
     return _write_tables(root, seed, params, src, jobs, results)
 
 
 def _write_tables(root: Path, seed: int, params: dict[str, Any], src: anatomy.Source,
                   jobs: list[subject.Job], results: list[dict[str, list[dict[str, Any]]]]) -> CohortTruth:
     anat_info = {"head": src.head, "regions": src.region_source, **src.files}
+    layout = params["layout"]
     oracle = truth.oracle_aucs(params["effect_mri"], params["effect_pet"], tuple(params["tracers"]))
     bidsfiles.write_json(root / "dataset_description.json",
-                         bidsfiles.dataset_description(src.head, seed))
+                         bidsfiles.layout_description(layout, src.head, seed))
     (root / "README").write_text(bidsfiles.readme(params["n_subjects"], seed, src.head,
-                                                  src.region_source, oracle))
+                                                  src.region_source, oracle, layout))
     participants = []
     for job, res in zip(jobs, results, strict=True):
         first = res["truth"][0]
         participants.append({"participant_id": job.participant, "age": first["age"], "sex": first["sex"]})
-        bidsfiles.write_tsv(root / job.participant / f"{job.participant}_sessions.tsv",
-                            bidsfiles.sessions_table(res["sessions"]))
+        if layout in bidsfiles.SESSION_COLUMNS:
+            bidsfiles.write_tsv(root / job.participant / f"{job.participant}_sessions.tsv",
+                                bidsfiles.sessions_table(res["sessions"], layout))
     bidsfiles.write_tsv(root / "participants.tsv", bidsfiles.participants_table(participants))
     bidsfiles.write_json(root / "participants.json", bidsfiles.PARTICIPANTS_JSON)
-    bidsfiles.write_json(root / "sessions.json", bidsfiles.SESSIONS_JSON)
+    if layout == "default":
+        bidsfiles.write_json(root / "sessions.json", bidsfiles.SESSIONS_JSON)
+    label_file = labels.write_labels(root, layout, [r for res in results for r in res["labels"]])
     sessions = pd.DataFrame([r for res in results for r in res["truth"]])
     images = pd.DataFrame([r for res in results for r in res["images"]])
+    images["run"] = images["run"].astype("Int64")  # "1", not "1.0", beside n/a
     meta = {
         "generator": bidsfiles.GENERATOR, "version": __version__, "seed": seed,
         "parameters": params, "anatomy": anat_info, "oracle_auc": oracle,
@@ -191,9 +221,12 @@ def _write_tables(root: Path, seed: int, params: dict[str, Any], src: anatomy.So
                   "sd_v": truth.SD_V, "pet_sd_centiloid": truth.PET_SD,
                   "centiloid_transforms": {k: {"slope": t.cl_slope, "intercept": t.cl_intercept}
                                            for k, t in pet.TRACERS.items()}},
-        "truth_columns": TRUTH_COLUMNS,
+        "truth_columns": TRUTH_COLUMNS, "image_columns": IMAGE_COLUMNS,
         "files": {"truth": "truth.tsv", "images": "images.tsv",
-                  "brain_masks": "sub-*/<T1w entities>_desc-brain_mask.nii.gz (on the T1w grid)"},
+                  "brain_masks": "sub-*/<T1w entities>_desc-brain_mask.nii.gz (on the T1w grid)",
+                  "labels": (label_file.relative_to(root).as_posix() if label_file
+                             else "sub-*/sub-*_sessions.tsv"),
+                  "label_column": labels.LABEL_COLUMN[layout]},
     }
     tdir = root / TRUTH_DIR
     bidsfiles.write_tsv(tdir / "truth.tsv", sessions)
@@ -209,7 +242,8 @@ def load_truth(out_dir: str | Path) -> CohortTruth:
     read = lambda name: pd.read_csv(root / TRUTH_DIR / name, sep="\t", na_values=["n/a"],  # noqa: E731
                                     keep_default_na=False)
     sessions = read("truth.tsv")
-    sessions["tracer"] = sessions["tracer"].fillna("n/a")
-    sessions["orientation"] = sessions["orientation"].fillna("n/a")
+    for col in ("tracer", "orientation", "mri_session", "other_pet"):
+        if col in sessions:
+            sessions[col] = sessions[col].astype(object).fillna("n/a")
     return CohortTruth(root, meta["seed"], meta["parameters"], meta["anatomy"],
                        meta["oracle_auc"], sessions, read("images.tsv"))

@@ -1,4 +1,4 @@
-"""Amyloid PET: tracer models, uptake map (SUVR) in template space, acquisition, BIDS sidecar.
+"""PET: tracer models, uptake map (SUVR) in template space, acquisition, BIDS sidecar.
 
 Uptake relative to cerebellar grey matter (SUVR 1 by construction): cortical GM follows the
 regional binding pattern scaled so that the GM-weighted mean over the composite cortical ROI is
@@ -32,22 +32,47 @@ class Tracer:
     window_s: tuple[int, int]  # scan start after injection, duration
     dose_mbq: tuple[float, float]
     half_life_s: float
+    acq: str = ""  # OASIS-3 acq- entity (its download script names the tracer only there)
+    suvr_window_s: tuple[int, int] = (0, 0)  # static SUVR window (start, end) after injection
+    family: str = "amyloid"  # amyloid, tau or fdg
 
 
 TRACERS: dict[str, Tracer] = {
     # Klunk et al. 2015 (Centiloid level-1 calibration of PiB): CL = 93.7 SUVR - 94.6.
     "PiB": Tracer("PiB", 256.3, "11CPIB", "PIB", "C11", 93.7, -94.6, (1.55, 0.25, 0.2, 0.45, 0.3),
-                  (2400, 1200), (450.0, 650.0), 1221.8),
+                  (2400, 1200), (450.0, 650.0), 1221.8, "PIB", (3000, 4200)),
     # Navitsky et al. 2018 (florbetapir Centiloid): CL = 175.4 SUVR - 182.3.
     "AV45": Tracer("AV45", 359.4, "18FAV45", "Florbetapir", "F18", 175.4, -182.3,
-                   (1.85, 0.3, 0.25, 0.6, 0.55), (3000, 1200), (330.0, 400.0), 6586.2),
+                   (1.85, 0.3, 0.25, 0.6, 0.55), (3000, 1200), (330.0, 400.0), 6586.2, "AV45",
+                   (3000, 3600)),
+    # Rowe et al. 2017 (florbetaben Centiloid): CL = 153.4 SUVR - 154.9; ADNI scans 90-110 min.
+    "FBB": Tracer("FBB", 359.4, "18FFBB", "Florbetaben", "F18", 153.4, -154.9,
+                  (1.7, 0.3, 0.25, 0.6, 0.5), (5400, 1200), (270.0, 330.0), 6586.2, "FBB",
+                  (5400, 6600)),
 }
+# Non-amyloid PET found in the same trees (never a --tracers choice, never labelled). The
+# Centiloid fields are unused; target_suvr() gives their composite GM uptake.
+OTHER_TRACERS: dict[str, Tracer] = {
+    "AV1451": Tracer("AV1451", 263.3, "18FAV1451", "Flortaucipir", "F18", 1.0, 0.0,
+                     (1.1, 0.3, 0.3, 0.7, 0.8), (4800, 1200), (350.0, 400.0), 6586.2, "AV1451",
+                     (4800, 6000), "tau"),
+    "FDG": Tracer("FDG", 181.2, "18FFDG", "Fluorodeoxyglucose", "F18", 1.0, 0.0,
+                  (0.45, 0.1, 0.15, 0.35, 0.2), (1800, 1800), (170.0, 200.0), 6586.2, "FDG",
+                  (1800, 3600), "fdg"),
+}
+ALL_TRACERS = {**TRACERS, **OTHER_TRACERS}
 VOXEL_MM = 2.0
 FOV_MM = (224.0, 240.0, 200.0)
 
 
 def suvr_from_centiloid(cl: float, tracer: Tracer) -> float:
     return (cl - tracer.cl_intercept) / tracer.cl_slope
+
+
+def target_suvr(tracer: Tracer, load: float) -> float:
+    """Composite cortical SUVR of a non-amyloid tracer: plausible, loosely tied to the load
+    (tau rises late in the amyloid cascade, FDG falls)."""
+    return 1.05 + 0.6 * load**2 if tracer.family == "tau" else 1.0 - 0.12 * load
 
 
 def uptake_map(src: Source, classes: list[np.ndarray], suvr: float, tracer: Tracer,
@@ -70,10 +95,15 @@ def uptake_map(src: Source, classes: list[np.ndarray], suvr: float, tracer: Trac
 
 
 def acquire(tpl_suvr: np.ndarray, coords: np.ndarray, grid: deform.Grid,
-            rng: np.random.Generator, fwhm_mm: float, ref_bq_ml: float) -> np.ndarray:
-    """Sample, add noise, blur to scanner resolution and scale to Bq/mL (float32)."""
+            rng: np.random.Generator, fwhm_mm: float, ref_bq_ml: float,
+            noise: float = 0.35) -> np.ndarray:
+    """Sample, add noise, blur to scanner resolution and scale to Bq/mL (float32).
+
+    noise: relative SD (times sqrt of the uptake) of a 20-min frame; shorter frames pass more.
+    """
     img = deform.sample(tpl_suvr, coords)
-    img += 0.35 * np.sqrt(np.clip(img, 0, None)) * rng.standard_normal(img.shape, dtype=np.float32)
+    img += (np.float32(noise) * np.sqrt(np.clip(img, 0, None))
+            * rng.standard_normal(img.shape, dtype=np.float32))
     sigma = fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / np.asarray(grid.zooms)
     img = ndi.gaussian_filter(img, sigma)
     return (np.clip(img, 0, None) * np.float32(ref_bq_ml)).astype(np.float32)

@@ -1,7 +1,8 @@
 """One subject: session design, anatomy per session, MRI and PET images, truth rows.
 
 Runs in a worker process; everything random comes from the subject's own generator, drawn in a
-fixed order, so a subject's files do not depend on n_jobs or on the other subjects.
+fixed order, so a subject's files do not depend on n_jobs or on the other subjects. The layout
+(layouts.py) only changes names, sessions, sidecars and the PET acquisition, never the anatomy.
 """
 from __future__ import annotations
 
@@ -12,18 +13,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from bids_amyloid.synth import bidsfiles, deform, mri, pet, truth
+from bids_amyloid.synth import bidsfiles, deform, labels, layouts, mri, pet, petwrite, truth
 from bids_amyloid.synth.anatomy import Source
+from bids_amyloid.synth.layouts import PetSpec, SessionSpec
 
-
-@dataclass(frozen=True)
-class SessionSpec:
-    session: str  # e.g. "M024"
-    months: int
-    mri: bool
-    tracer: str | None  # key of pet.TRACERS, None = no PET
-    t1_runs: int = 1
-    mri_session: str | None = None  # MRI session a PET session is matched to
+__all__ = ["Job", "PetSpec", "SessionSpec", "design", "run"]
 
 
 @dataclass(frozen=True)
@@ -40,24 +34,14 @@ class Job:
     resolution: float
     effect_mri: float
     effect_pet: float
+    layout: str = "default"
 
 
-def design(index: int, tracers: tuple[str, ...]) -> list[SessionSpec]:
-    """Session layouts cycle with the subject index so that 6 subjects already show every case."""
-    t0, t1 = tracers[index % len(tracers)], tracers[(index + 1) % len(tracers)]
-    kind = index % 6
-    if kind == 0:  # second session is PET only: matched to the MRI of ses-M000
-        return [SessionSpec("M000", 0, True, t0), SessionSpec("M024", 24, False, t0, 1, "M000")]
-    if kind == 1:  # two T1w runs in one session (run-1 coarser)
-        return [SessionSpec("M000", 0, True, t0, t1_runs=2)]
-    if kind == 2:  # three sessions, tracer switches at the last one
-        return [SessionSpec("M000", 0, True, t0), SessionSpec("M024", 24, True, t0),
-                SessionSpec("M048", 48, True, t1)]
-    if kind == 4:  # an MRI-only follow-up (no Centiloid: must be excluded from training)
-        return [SessionSpec("M000", 0, True, t0), SessionSpec("M036", 36, True, None)]
-    if kind == 5:
-        return [SessionSpec("M000", 0, True, t0), SessionSpec("M018", 18, True, t0)]
-    return [SessionSpec("M000", 0, True, t0)]
+def design(index: int, tracers: tuple[str, ...], layout: str = "default") -> list[SessionSpec]:
+    """Session layouts cycle with the subject index so that 6 subjects already show every case
+    (default: ses-M000 + a PET-only ses-M006, two T1w runs, three sessions with a tracer switch,
+    one session, an MRI-only follow-up, two sessions; see layouts.py for the others)."""
+    return layouts.design(layout, index, tracers)
 
 
 def _atrophy(src: Source, st: truth.SessionState) -> list[np.ndarray]:
@@ -82,18 +66,23 @@ def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
     lat = truth.draw_subject(rng, job.index, job.phase)
     cshape = deform.coarse_shape(src.shape, src.coarse_factor)
     base_disp = deform.random_field(rng, cshape, amplitude_mm=float(rng.uniform(2.0, 4.0)))
-    specs = design(job.index, job.tracers)
+    specs = design(job.index, job.tracers, job.layout)
     needed = {s.mri_session for s in specs if s.mri_session}
     kept: dict[str, tuple[np.ndarray, list[np.ndarray], np.ndarray]] = {}  # for PET-only sessions
-    rows: dict[str, list[dict[str, Any]]] = {"truth": [], "images": [], "sessions": []}
+    done: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     first_t1 = True
-    for spec in specs:
-        st = truth.session_state(lat, spec.months / 12.0, job.effect_mri, float(rng.normal()))
+    # MRI sessions first (a PET-only session may precede its MRI); rows are re-sorted below.
+    for i in sorted(range(len(specs)), key=lambda j: not specs[j].mri):
+        spec, images = specs[i], []
+        st = truth.session_state(lat, spec.years, job.effect_mri, float(rng.normal()))
         ses = f"ses-{spec.session}"
+        pets = spec.pet_list()
+        paired = spec.mri or spec.mri_session is not None
         row: dict[str, Any] = {
             "participant_id": sub, "session_id": ses, "months": spec.months,
             "age": round(st.age, 1), "sex": lat.sex, "has_mri": spec.mri,
-            "tracer": spec.tracer or "n/a", "mri_session": f"ses-{spec.mri_session or spec.session}",
+            "tracer": spec.tracer or "n/a",
+            "mri_session": f"ses-{spec.mri_session or spec.session}" if paired else "n/a",
             "latent_load": round(st.load, 5), "centiloid": round(st.centiloid, 2),
             "label": st.label, "head_scale": round(lat.head_scale, 4),
             "global_atrophy": round(st.global_atrophy, 4),
@@ -107,26 +96,62 @@ def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
             classes = _atrophy(src, st)
             disp = base_disp + np.float32(st.ventricle_mm) * src.vent_field
             row["orientation"] = _write_mri(job, src, ses, spec, pose, classes, disp, rng,
-                                            first_t1, rows["images"])
+                                            first_t1, images)
             first_t1 = False
             if spec.session in needed:
                 kept[spec.session] = (pose, classes, disp)
         pet_cl = suvr = None
-        if spec.tracer:
-            pose_m, classes_m, disp_m = (kept[spec.mri_session] if spec.mri_session
-                                         else (pose, classes, disp))
-            tracer = pet.TRACERS[spec.tracer]
-            pet_cl = truth.pet_centiloid(rng, st.centiloid, spec.tracer, job.effect_pet)
-            suvr = pet.suvr_from_centiloid(pet_cl, tracer)
-            tpl = pet.uptake_map(src, classes_m, suvr, tracer, rng)
-            _write_pet(job, src, ses, tracer, tpl, disp_m, deform.rigid_offset(rng) @ pose_m, rng,
-                       rows["images"], pet_cl, suvr)
-        row.update(pet_centiloid=_r(pet_cl, 2), suvr_target=_r(suvr, 4))
+        if pets:
+            if spec.mri:
+                pose_m, classes_m, disp_m = pose, classes, disp
+            elif spec.mri_session:
+                pose_m, classes_m, disp_m = kept[spec.mri_session]
+            else:  # no MRI within reach: the PET shows this session's own anatomy
+                pose_m, classes_m = deform.pose_matrix(rng, lat.head_scale), _atrophy(src, st)
+                disp_m = base_disp + np.float32(st.ventricle_mm) * src.vent_field
+            amy = None
+            if spec.tracer:
+                tracer = pet.TRACERS[spec.tracer]
+                pet_cl = truth.pet_centiloid(rng, st.centiloid, spec.tracer, job.effect_pet)
+                suvr = pet.suvr_from_centiloid(pet_cl, tracer)
+                amy = pet.uptake_map(src, classes_m, suvr, tracer, rng)
+            for p in pets:
+                tr = pet.ALL_TRACERS[p.tracer]
+                if tr.family == "amyloid":
+                    if p.tracer != spec.tracer:
+                        raise ValueError(f"{ses}: amyloid PET {p.tracer} but tracer {spec.tracer}")
+                    tpl, cl, target = amy, pet_cl, suvr
+                else:  # tau / FDG: their own plausible uptake, no Centiloid
+                    target, cl = pet.target_suvr(tr, st.load), None
+                    tpl = pet.uptake_map(src, classes_m, target, tr, rng)
+                petwrite.write_pet(petwrite.PetJob(job.root, job.layout, job.resolution, sub, ses),
+                                   src, tr, p, tpl, classes_m, disp_m,
+                                   deform.rigid_offset(rng) @ pose_m, rng, images, cl, target)
+        row.update(pet_centiloid=_r(pet_cl, 2), suvr_target=_r(suvr, 4), days=spec.day,
+                   other_pet=",".join(p.tracer for p in pets
+                                      if pet.ALL_TRACERS[p.tracer].family != "amyloid") or "n/a")
+        done[i] = (row, images)
+    rows: dict[str, list[dict[str, Any]]] = {"truth": [], "images": [], "sessions": []}
+    for i, spec in enumerate(specs):
+        row, images = done[i]
         rows["truth"].append(row)
-        rows["sessions"].append({"session_id": ses, "age": row["age"],
+        rows["images"].extend(images)
+        rows["sessions"].append({"session_id": row["session_id"], "age": row["age"],
                                  "centiloid": row["centiloid"] if spec.tracer else None,
-                                 "tracer": spec.tracer})
+                                 "tracer": spec.tracer, "acq_time": _acq_time(job.index, spec.day)})
+        if job.layout == "oasis3":  # the download script's per-session description
+            kind = "PET" if spec.pet_list() and not spec.mri else "MR"
+            bidsfiles.write_json(job.root / sub / row["session_id"] / "dataset_description.json",
+                                 {"Name": f"{sub[4:]}_{kind}_{spec.session}", "BIDSVersion": "1.0.1"})
+    rows["labels"] = labels.label_rows(job.layout, job.index, sub, specs, rows["truth"], rng)
     return rows
+
+
+def _acq_time(index: int, day: int) -> str:
+    """A session date (BIDS acq_time): a per-subject baseline plus the session's day (no draw from rng)."""
+    from datetime import datetime, timedelta
+
+    return (datetime(2008, 1, 7, 9, 0) + timedelta(days=37 * index + day)).isoformat()
 
 
 def _r(x: float | None, n: int) -> float | None:
@@ -138,6 +163,8 @@ def _write_mri(job: Job, src: Source, ses: str, spec: SessionSpec, pose: np.ndar
                first_t1: bool, images: list[dict[str, Any]]) -> str:
     sub, t1_orient = job.participant, "n/a"
     for name in job.contrasts:
+        if layouts.anat_name(job.layout, sub, ses, name, 1, 1) is None:
+            continue  # this layout has no such contrast
         c = mri.CONTRASTS[name]
         tpl = mri.template_image(c, classes, rng)
         runs = spec.t1_runs if name == "T1w" else 1
@@ -152,44 +179,18 @@ def _write_mri(job: Job, src: Source, ses: str, spec: SessionSpec, pose: np.ndar
             coords = deform.grid_coords(grid, pose, src.affine, disp)
             sigma = deform.prefilter_sigma(deform.sampling_matrix(grid, pose, src.affine))
             data = mri.acquire(c, tpl, coords, sigma, grid, rng)
-            ent = f"{sub}_{ses}" + (f"_run-{run}" if runs > 1 else "")
-            rel = Path(sub) / ses / "anat" / f"{ent}_{name}.nii.gz"
-            img = _save(deform.to_image(data, grid), job.root / rel, mri.sidecar(c, grid, coarse))
-            images.append(_image_row(sub, ses, run if runs > 1 else None, name, rel, img, pose))
+            stem, has_json = layouts.anat_name(job.layout, sub, ses, name, run, runs,  # type: ignore[misc]
+                                               spec.sess_typo and run == runs)
+            run_ent = layouts.anat_run(job.layout, run, runs)
+            rel = Path(sub) / ses / "anat" / f"{stem}.nii.gz"
+            meta = mri.sidecar(c, grid, coarse) if has_json else None
+            img = _save(deform.to_image(data, grid), job.root / rel, meta)
+            images.append(bidsfiles.image_row(sub, ses, run_ent, name, rel, img, pose))
             if name == "T1w":
                 t1_orient = t1_orient if t1_orient != "n/a" else orient
                 mask = deform.sample(src.brain, coords) > 0.5
-                mrel = Path("sourcedata", "synth", sub, f"{ent}_desc-brain_mask.nii.gz")
+                mrel = Path("sourcedata", "synth", sub,
+                            f"{stem.rsplit('_', 1)[0]}_desc-brain_mask.nii.gz")
                 img = _save(deform.to_image(mask.astype(np.uint8), grid), job.root / mrel, None)
-                images.append(_image_row(sub, ses, run if runs > 1 else None, "mask", mrel, img, pose))
+                images.append(bidsfiles.image_row(sub, ses, run_ent, "mask", mrel, img, pose))
     return t1_orient
-
-
-def _write_pet(job: Job, src: Source, ses: str, tracer: pet.Tracer, tpl: np.ndarray,
-               disp: np.ndarray, pose: np.ndarray, rng: np.random.Generator, images: list[dict[str, Any]],
-               pet_cl: float, suvr: float) -> None:
-    sub = job.participant
-    center = pose[:3, :3] @ deform.HEAD_CENTER + pose[:3, 3]
-    vox = pet.VOXEL_MM * max(1.0, 0.75 * job.resolution)  # 2 mm at resolution 1, 3 mm at 2
-    grid = deform.make_grid(rng, (vox, vox, vox), pet.FOV_MM, center,
-                            str(rng.choice(mri.CONTRASTS["FLAIR"].orientations)))
-    fwhm = float(rng.uniform(6.0, 8.0))
-    ref = float(rng.uniform(2500.0, 9000.0))
-    data = pet.acquire(tpl, deform.grid_coords(grid, pose, src.affine, disp), grid, rng, fwhm, ref)
-    rel = Path(sub) / ses / "pet" / f"{sub}_{ses}_trc-{tracer.label}_pet.nii.gz"
-    img = deform.to_image(data, grid)
-    img.set_data_dtype(np.int16)  # as many scanners export: int16 with scl_slope (nibabel scales)
-    img = _save(img, job.root / rel, pet.sidecar(tracer, rng, fwhm, grid))
-    row = _image_row(sub, ses, None, "pet", rel, img, pose)
-    row.update(tracer=tracer.key, pet_centiloid=round(pet_cl, 2), suvr_target=round(suvr, 4),
-               reference_bq_ml=round(ref, 1), fwhm_mm=round(fwhm, 2))
-    images.append(row)
-
-
-def _image_row(sub: str, ses: str, run: int | None, kind: str, rel: Path, img: nib.Nifti1Image,
-               pose: np.ndarray) -> dict[str, Any]:
-    return {"participant_id": sub, "session_id": ses, "run": run, "suffix": kind,
-            "path": rel.as_posix(), "orientation": "".join(nib.aff2axcodes(img.affine)),
-            "voxel_mm": " ".join(f"{z:.4g}" for z in img.header.get_zooms()[:3]),
-            "shape": " ".join(str(n) for n in img.shape),
-            "template_to_scanner": " ".join(f"{v:.6g}" for v in pose[:3].ravel())}

@@ -30,7 +30,7 @@ THRESHOLD = 20.6
 SD_A, BETA_AGE, SLOPE, SHIFT, U_PER_YEAR = 0.8, 0.35, 2.5, 0.85, 0.08
 CL_MIN, CL_RANGE, SD_CL = -10.0, 135.0, 4.0
 GAMMA_AGE, SD_G, SD_R, SD_V = 0.6, 0.4, 0.8, 0.8
-PET_SD = {"PiB": 5.0, "AV45": 8.0}  # Centiloid units at effect_pet = 1
+PET_SD = {"PiB": 5.0, "AV45": 8.0, "FBB": 8.0}  # Centiloid units at effect_pet = 1
 ORACLE_DRAWS, ORACLE_SEED = 200_000, 20_206
 _GOLDEN = 0.6180339887498949
 

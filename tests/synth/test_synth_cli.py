@@ -20,6 +20,17 @@ def test_cli_writes_and_refuses_non_empty(tmp_path, capsys):
     assert json.loads((out / "sourcedata/synth/truth.json").read_text())["seed"] == 2
 
 
+@pytest.mark.parametrize("layout", ["oasis3", "clinica-adni", "openneuro"])
+def test_cli_layout(tmp_path, layout):
+    out = tmp_path / layout
+    assert cli.main([str(out), *FAST, "--layout", layout]) == 0
+    meta = json.loads((out / "sourcedata/synth/truth.json").read_text())
+    assert meta["parameters"]["layout"] == layout
+    sub = {"oasis3": "sub-OAS30001", "clinica-adni": "sub-ADNI011S4105", "openneuro": "sub-1003"}
+    assert (out / sub[layout]).is_dir()
+    assert cli.main([str(out), *FAST, "--layout", layout, "--overwrite"]) == 0
+
+
 def test_overwrite_never_deletes_foreign_folders(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     assert cli.main([str(tmp_path), *FAST, "--overwrite"]) == 64
@@ -33,7 +44,8 @@ def test_unwritable_output_is_73(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--resolution", "0"], ["--contrasts", "T2w"],
-                                  ["--n-subjects", "0"], ["--tracers", "FDG"], []])
+                                  ["--n-subjects", "0"], ["--tracers", "FDG"], [],
+                                  ["--layout", "adni"], ["--tracers", "AV1451"]])
 def test_usage_errors_are_64(tmp_path, args):
     argv = [str(tmp_path / "x"), *args] if args else []
     try:

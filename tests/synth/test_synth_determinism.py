@@ -39,3 +39,11 @@ def test_load_truth_round_trip(cohort):
     assert again.oracle_auc == cohort.oracle_auc
     assert list(again.sessions["session_id"]) == list(cohort.sessions["session_id"])
     assert np.allclose(again.sessions["centiloid"], cohort.sessions["centiloid"])
+
+
+def test_real_layout_is_byte_identical_across_n_jobs(oasis, oasis_parallel):
+    """oasis3: dynamic PET is streamed frame by frame; still the same bytes with 2 workers."""
+    a, b = oasis.root, oasis_parallel.root
+    assert _files(a) == _files(b)
+    for rel in _files(a):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel

@@ -44,11 +44,17 @@ def test_oracle_beats_naive_scores():
     assert truth.auc(y, label) <= truth.oracle_aucs(1.0, 1.0, ("PiB", "AV45"))["mri"] + 0.01
 
 
-@pytest.mark.parametrize("key", ["PiB", "AV45"])
+@pytest.mark.parametrize("key", ["PiB", "AV45", "FBB"])
 def test_centiloid_transforms(key):
     tr = pet.TRACERS[key]
     for cl in (-10.0, 0.0, 20.6, 100.0):
         assert tr.cl_slope * pet.suvr_from_centiloid(cl, tr) + tr.cl_intercept == pytest.approx(cl)
+
+
+def test_florbetaben_is_rowe_2017():
+    fbb = pet.TRACERS["FBB"]
+    assert (fbb.cl_slope, fbb.cl_intercept, fbb.label) == (153.4, -154.9, "18FFBB")
+    assert truth.PET_SD["FBB"] == truth.PET_SD["AV45"] and "FBB" not in pet.OTHER_TRACERS
 
 
 def test_pet_images_follow_centiloid(cohort, stats_cohort):
