@@ -27,7 +27,7 @@ TARGETS = (REPO / "bids_amyloid" / "data" / "boutiques.json", REPO / "boutiques.
 
 # Path options that name something that must already exist (Boutiques "File"); other paths
 # (the output and work folders, created by the app) are "String".
-EXISTING_PATHS = {"bids_dir", "bids_filter_file", "model", "backbone_weights"}
+EXISTING_PATHS = {"bids_dir", "bids_filter_file", "model", "backbone_weights", "labels_file"}
 NAMES = {
     "bids_dir": "BIDS dataset",
     "output_dir": "output folder",
@@ -144,7 +144,8 @@ def descriptor() -> dict:
              "description": "figures/ and HTML reports",
              "path-template": "[OUTPUT_DIR]/figures", "optional": True},
             {"id": "logs", "name": "logs and run configurations",
-             "description": "logs/: the configuration of every run",
+             "description": "logs/: the configuration of every run; per participant run the scans table (every "
+                            "scan: used, skipped with the reason, or failed) and the MRI-PET pairing table",
              "path-template": "[OUTPUT_DIR]/logs", "optional": True},
         ],
         "suggested-resources": {"cpu-cores": 4, "ram": 16, "walltime-estimate": 7200, "nodes": 1},

@@ -92,6 +92,7 @@ def _ch2_input(work: Path) -> dict:
 # ------------------------------------------------------------------------------------- workers
 def run_ours(inp: dict, out: Path, threads: int) -> dict:
     from bids_amyloid.bids.records import PetScan, Session
+    from bids_amyloid.bids.tracers import match_label
     from bids_amyloid.config import Config
     from bids_amyloid.preprocess import preprocess_session
 
@@ -100,7 +101,7 @@ def run_ours(inp: dict, out: Path, threads: int) -> dict:
     t1, pet = Path(inp["t1w"]), Path(inp["pet"])
     ses = t1.parent.parent.name.removeprefix("ses-")
     session = Session(t1.parent.parent.parent.name.removeprefix("sub-"), ses, anat={"T1w": t1}, mri_session=ses,
-                      pet=(PetScan(pet, pet.name.split("trc-")[1].split("_")[0]),))
+                      pet=(PetScan(pet, match_label(pet.name.split("trc-")[1].split("_")[0]).family.key),))
     marks: list[tuple[str, float, float]] = []
     start, cpu0 = time.perf_counter(), _cpu()
     result = preprocess_session(session, cfg, progress=lambda key, stage, i, n: marks.append(

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help='JSON of PyBIDS queries per contrast, e.g. {"T1w": {"acquisition": "mprage"}}')
     sel.add_argument("--skip-bids-validation", "--skip_bids_validation", action="store_true",
                      help="do not validate the input with the BIDS validator")
+    sel.add_argument("--pet-tracer", nargs="+", metavar="LABEL=FAMILY",
+                     help="map a PET tracer label the app does not know to a family (PiB, florbetapir, florbetaben, "
+                     "flutemetamol, NAV4694) or to 'skip' (a non-amyloid tracer), e.g. 18FXYZ=florbetapir")
+    sel.add_argument("--mri-pet-max-days", type=float, default=Config.__dataclass_fields__["mri_pet_max_days"].default,
+                     metavar="DAYS", help="pair a PET session without MRI only with an MRI session at most DAYS away "
+                     "(default %(default)g)")
 
     lab = p.add_argument_group("labels")
     lab.add_argument("--centiloid-column", default=LabelConfig.centiloid_column, metavar="NAME",
@@ -69,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--centiloid-threshold", type=float, default=LabelConfig.centiloid_threshold, metavar="CL",
                      help="positive when Centiloid > this (default %(default)s)")
     lab.add_argument("--label-column", metavar="NAME", help="TSV column with a ready 0/1 or positive/negative status")
+    lab.add_argument("--labels-file", type=Path, metavar="FILE",
+                     help="external label table (TSV or CSV) keyed by participant_id [and session_id], e.g. OASIS-3's "
+                     "centiloid CSV; wins over the dataset's own tables")
 
     res = p.add_argument_group("resources")
     res.add_argument("-w", "--work-dir", type=Path, help="scratch folder (default: OUTPUT_DIR-work beside OUTPUT_DIR)")
@@ -84,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre = p.add_argument_group("preprocessing")
     pre.add_argument("--registration", choices=("affine", "syn"), default=PreprocessConfig.registration,
                      help="T1w -> template transform (default %(default)s)")
+    pre.add_argument("--suvr-window", nargs="+", metavar="WINDOW",
+                     help="static SUVR window in minutes after injection: START END for every tracer, or "
+                     "FAMILY=START-END ... (defaults: PiB 50-70, florbetapir 50-60, florbetaben and flutemetamol 90-110, "
+                     "NAV4694 50-70)")
+    pre.add_argument("--no-frame-realign", action="store_true",
+                     help="average the window frames of a dynamic PET without realigning them first")
 
     mod = p.add_argument_group("model")
     mod.add_argument("--model", type=Path, metavar="PATH",
@@ -130,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     from bids_amyloid.bids.layout import clean_label
+    from bids_amyloid.bids.tracers import parse_suvr_window, parse_tracer_map
 
     config = Config(
         bids_dir=args.bids_dir.absolute(),
@@ -151,8 +167,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         model_path=args.model.absolute() if args.model else None,
         verbose=args.verbose,
     )
-    config.labels = LabelConfig(args.centiloid_column, args.centiloid_threshold, args.label_column)
+    config.labels = LabelConfig(args.centiloid_column, args.centiloid_threshold, args.label_column,
+                                args.labels_file.absolute() if args.labels_file else None)
+    config.pet_tracer_map = parse_tracer_map(args.pet_tracer)
+    config.mri_pet_max_days = args.mri_pet_max_days
     config.preprocess.registration = args.registration
+    config.preprocess.suvr_window = parse_suvr_window(args.suvr_window)
+    config.preprocess.realign_frames = not args.no_frame_realign
     config.model.backbone = "tiny" if args.sloppy else args.backbone
     if args.sloppy:  # test cohorts are 2 mm: relax the method's <= 1.5 mm QC rule
         config.preprocess.max_voxel_mm = 2.5
@@ -206,7 +227,7 @@ def setup_logging(verbose: int) -> None:
         stream=sys.stderr,
         force=True,
     )
-    for noisy in ("bids", "matplotlib", "PIL", "nibabel", "urllib3", "filelock", "timm", "fsspec"):
+    for noisy in ("bids", "bidsschematools", "matplotlib", "PIL", "nibabel", "urllib3", "filelock", "timm", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

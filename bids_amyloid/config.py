@@ -30,6 +30,8 @@ class LabelConfig:
     """A session is amyloid positive when its Centiloid is strictly greater than this."""
     label_column: str | None = None
     """Column with a ready binary status (0/1, positive/negative); overrides the Centiloid rule."""
+    labels_file: Path | None = None
+    """External label table (TSV or CSV) keyed by participant_id [and session_id]; wins over the dataset's tables."""
 
 
 @dataclass
@@ -58,6 +60,10 @@ class PreprocessConfig:
     """QC: largest voxel spacing accepted for FLAIR and T2starw."""
     max_voxel_pet_mm: float = 6.0
     """QC: largest voxel spacing accepted for PET."""
+    suvr_window: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """SUVR window (minutes after injection) per tracer family, 'all' for every family; empty = each family's default."""
+    realign_frames: bool = True
+    """Realign the window frames of a dynamic PET to each other (rigid, ANTs) before averaging them."""
     centiloid_estimate: bool = True
     """Write a global cortical SUVR and a Centiloid ESTIMATE into the PET sidecar (needs the AAL atlas)."""
     qc_figures: bool = True
@@ -186,6 +192,10 @@ class Config:
     """MRI contrasts to process / model."""
     bids_filter_file: Path | None = None
     """JSON file with PyBIDS queries per contrast (e.g. {"T1w": {"acquisition": "mprage"}})."""
+    pet_tracer_map: dict[str, str] = field(default_factory=dict)
+    """Extra PET tracer labels: label -> tracer family key, or 'skip' for a non-amyloid tracer."""
+    mri_pet_max_days: float = 365.0
+    """A PET session without MRI is paired only with an MRI session at most this many days away."""
     skip_bids_validation: bool = False
     """Do not run the BIDS validator on the input."""
     nprocs: int = 1
@@ -240,6 +250,11 @@ class Config:
         lo, hi = self.preprocess.slice_band
         if not 0.0 <= lo < hi <= 1.0:
             raise UsageError(f"slice band must satisfy 0 <= lo < hi <= 1, got {self.preprocess.slice_band}")
+        if self.mri_pet_max_days < 0:
+            raise UsageError(f"--mri-pet-max-days must be >= 0, got {self.mri_pet_max_days}")
+        for family, window in self.preprocess.suvr_window.items():
+            if len(window) != 2 or not 0 <= window[0] < window[1]:
+                raise UsageError(f"--suvr-window {family}={window}: need 0 <= START < END (minutes)")
         if not 1 <= self.model.input_slices <= self.preprocess.n_slices:
             raise UsageError(f"--input-slices must be between 1 and the {self.preprocess.n_slices} extracted slices, "
                              f"got {self.model.input_slices}")

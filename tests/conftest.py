@@ -57,7 +57,7 @@ def tiny_bids(tmp_path) -> Path:
         anat.format(s="01", t="M000", r="", c="T1w"): None,
         anat.format(s="01", t="M000", r="", c="FLAIR"): (1.0, 1.0, 3.0),
         pet.format(s="01", t="M000", trc="11CPIB"): (2.0, 2.0, 2.0),
-        pet.format(s="01", t="M024", trc="18FAV45"): (2.0, 2.0, 2.0),  # PET only: borrows M000's MRI
+        pet.format(s="01", t="M012", trc="18FAV45"): (2.0, 2.0, 2.0),  # PET only: borrows M000's MRI (365 days)
         anat.format(s="02", t="M000", r="_run-1", c="T1w"): (1.2, 1.2, 1.2),
         anat.format(s="02", t="M000", r="_run-2", c="T1w"): (1.0, 1.0, 1.0),
         pet.format(s="02", t="M000", trc="11CPIB"): (2.0, 2.0, 2.0),
@@ -67,7 +67,7 @@ def tiny_bids(tmp_path) -> Path:
         layout,
         participants=[{"participant_id": "sub-01", "age": 70}, {"participant_id": "sub-02", "age": 75}],
         sessions={
-            "01": [{"session_id": "ses-M000", "Centiloid": 35.0}, {"session_id": "ses-M024", "Centiloid": "n/a"}],
+            "01": [{"session_id": "ses-M000", "Centiloid": 35.0}, {"session_id": "ses-M012", "Centiloid": "n/a"}],
             "02": [{"session_id": "ses-M000", "Centiloid": 20.6}],
         },
     )

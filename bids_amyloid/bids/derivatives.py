@@ -83,6 +83,12 @@ def slice_cache_path(out_dir: Path, subject: str, session: str | None, modality:
     )
 
 
+def run_summary_paths(out_dir: Path, tag: str) -> tuple[Path, Path]:
+    """The participant run summary tables: every scan with its fate, and the MRI-PET pairing."""
+    logs = Path(out_dir) / "logs"
+    return logs / f"participant-{tag}_scans.tsv", logs / f"participant-{tag}_pairing.tsv"
+
+
 def container_info() -> dict[str, str] | None:
     """Container type/tag when running inside our image (set by the Dockerfile)."""
     kind = os.environ.get("BIDS_AMYLOID_CONTAINER_TYPE")

@@ -1,25 +1,37 @@
-"""Amyloid labels from the dataset's TSV tables.
+"""Amyloid labels from the dataset's TSV tables and from an external table (``--labels-file``).
 
-Three places can hold them (most specific wins): ``sub-*/sub-*_sessions.tsv`` (one value per
-session), ``phenotype/*.tsv`` (rows with ``participant_id`` and optionally ``session_id``), and
-``participants.tsv`` (one value per subject). Column names match case-insensitively. A Centiloid
-value gives the label ``centiloid > threshold``; a ready status column overrides it. Missing values
-(``n/a``, empty) mean "unknown", never "negative".
+Places, later wins: ``participants.tsv`` (one value per subject), ``phenotype/*.tsv`` (rows with
+``participant_id`` and optionally ``session_id``), ``sub-*/sub-*_sessions.tsv`` (one value per
+session), then the external table, which users keep next to the read-only dataset (OASIS-3 and
+ADNI labels come that way). Column names match case-insensitively. A Centiloid value gives the
+label ``centiloid > threshold``; a ready status column overrides it. Missing values (``n/a``,
+empty) mean "unknown", never "negative".
+
+External table: TSV or CSV (detected), keys in ``participant_id`` (or ``subject_id``, ``subject``)
+and optionally ``session_id`` (or ``session``, ``oasis_session_id``, ``visit``), each with or without
+its ``sub-`` / ``ses-`` prefix. A session key holding an OASIS-3 style PET session id
+(``OAS30001_AV45_d2430``) is read as its last part (``d2430``), and its first part is the subject
+when no subject column exists. Keys given twice with different values are unknown (warned).
 """
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from bids_amyloid.config import LabelConfig
-from bids_amyloid.errors import DataError, InputIOError
+from bids_amyloid.errors import DataError, InputIOError, MissingInputError
+
+log = logging.getLogger("bids_amyloid.bids")
 
 POSITIVE = {"1", "1.0", "positive", "pos", "true", "yes", "+", "amyloid positive"}
 NEGATIVE = {"0", "0.0", "negative", "neg", "false", "no", "-", "amyloid negative"}
 MISSING = {"", "n/a", "na", "nan", "none"}
+SUBJECT_KEYS = ("participant_id", "subject_id", "subject", "participant")
+SESSION_KEYS = ("session_id", "session", "oasis_session_id", "session_label", "visit")
 
 
 @dataclass(frozen=True)
@@ -37,25 +49,44 @@ class LabelTable:
     values: dict[tuple[str, str | None], LabelValue]
     columns_found: set[str]
     """The configured columns that exist in at least one table."""
+    external_keys: list[tuple[str, str | None]] = field(default_factory=list)
+    """Keys of the rows of ``--labels-file`` (to report rows that match no session)."""
 
     def lookup(self, subject: str, session: str | None) -> LabelValue | None:
         return self.values.get((subject, session)) or self.values.get((subject, None))
 
 
-def _read_tsv(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, sep: str = "\t") -> pd.DataFrame:
     try:
-        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputIOError(f"cannot read {path}: {exc}") from exc
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path} is not a valid TSV table: {exc}") from exc
+        raise DataError(f"{path} is not a valid {'TSV' if sep == chr(9) else 'CSV'} table: {exc}") from exc
 
 
-def _column(frame: pd.DataFrame, name: str | None) -> str | None:
-    if not name:
-        return None
-    matches = [c for c in frame.columns if c.strip().lower() == name.lower()]
-    return matches[0] if matches else None
+def _separator(path: Path) -> str:
+    """Tab or comma: from the extension, else from the header line."""
+    if path.suffix.lower() == ".csv":
+        return ","
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            header = handle.readline()
+    except OSError as exc:
+        raise InputIOError(f"cannot read {path}: {exc}") from exc
+    return "\t" if header.count("\t") >= header.count(",") else ","
+
+
+def _column(frame: pd.DataFrame, *names: str | None) -> str | None:
+    for name in names:
+        if not name:
+            continue
+        matches = [c for c in frame.columns if c.strip().lower() == name.lower()]
+        if matches:
+            return matches[0]
+    return None
 
 
 def parse_centiloid(raw: str, path: Path, row_id: str) -> float | None:
@@ -87,21 +118,36 @@ def _strip(prefix: str, value: str) -> str:
     return value[len(prefix):] if value.startswith(prefix) else value
 
 
-def _rows(path: Path, config: LabelConfig, subject: str | None) -> tuple[dict, set[str]]:
+def _keys(row, subject: str | None, sub_col: str | None, ses_col: str | None) -> tuple[str, str | None]:
+    ses_raw = str(row[ses_col]).strip() if ses_col else ""
+    parts = ses_raw.split("_") if "_" in ses_raw and not ses_raw.startswith("ses-") else []
+    sub = subject or (_strip("sub-", str(row[sub_col])) if sub_col else (parts[0] if parts else ""))
+    ses = (parts[-1] if parts else _strip("ses-", ses_raw)) or None
+    return sub, ses
+
+
+def _rows(path: Path, config: LabelConfig, subject: str | None, sep: str = "\t", external: bool = False
+          ) -> tuple[dict, set[str], list]:
     """Label values of one table; ``subject`` is given for a sessions.tsv (no participant_id)."""
-    frame = _read_tsv(path)
+    frame = _read_table(path, sep)
     cl_col = _column(frame, config.centiloid_column)
     status_col = _column(frame, config.label_column)
     found = {c.lower() for c in (cl_col, status_col) if c}
-    if not found:
-        return {}, found
-    values = {}
-    for _, row in frame.iterrows():
-        sub = subject or _strip("sub-", str(row.get("participant_id", "")))
+    sub_col = None if subject else _column(frame, *(SUBJECT_KEYS if external else ("participant_id",)))
+    ses_col = _column(frame, *(SESSION_KEYS if external else ("session_id",)))
+    if external and not found:
+        wanted = config.label_column or config.centiloid_column
+        raise MissingInputError(f"{path}: no column {wanted!r} (columns: {', '.join(frame.columns)}); "
+                                "set --centiloid-column or --label-column")
+    if external and sub_col is None and ses_col is None:
+        raise DataError(f"{path}: no key column; name the subject column participant_id (and the session "
+                        f"column session_id), found {', '.join(frame.columns)}")
+    values: dict = {}
+    keys, conflicts = [], set()
+    for _, row in frame.iterrows() if found else ():
+        sub, ses = _keys(row, subject, sub_col, ses_col)
         if not sub:
             continue
-        ses_raw = row.get("session_id")
-        ses = _strip("ses-", str(ses_raw)) if ses_raw is not None and str(ses_raw).strip() else None
         row_id = f"sub-{sub}" + (f" ses-{ses}" if ses else "")
         centiloid = parse_centiloid(row[cl_col], path, row_id) if cl_col else None
         if status_col:
@@ -110,14 +156,23 @@ def _rows(path: Path, config: LabelConfig, subject: str | None) -> tuple[dict, s
             label = int(centiloid > config.centiloid_threshold)  # strictly greater (method.md)
         else:
             label = None
+        keys.append((sub, ses))
         if centiloid is None and label is None:
             continue
-        values[(sub, ses)] = LabelValue(centiloid, label, str(path))
-    return values, found
+        value = LabelValue(centiloid, label, str(path))
+        previous = values.get((sub, ses))
+        if previous is not None and (previous.centiloid, previous.label) != (centiloid, label):
+            conflicts.add((sub, ses))
+        values[(sub, ses)] = value
+    for key in sorted(conflicts, key=str):
+        log.warning("%s: %s has two different values; its label is unknown", path,
+                    f"sub-{key[0]}" + (f" ses-{key[1]}" if key[1] else ""))
+        values[key] = LabelValue(None, None, str(path))
+    return values, found, keys
 
 
 def read_labels(bids_dir: Path, config: LabelConfig) -> LabelTable:
-    """Collect labels from participants.tsv, phenotype/*.tsv and sessions.tsv (later wins)."""
+    """Collect labels from participants.tsv, phenotype/*.tsv, sessions.tsv and --labels-file (later wins)."""
     bids_dir = Path(bids_dir)
     tables: list[tuple[Path, str | None]] = []
     if (bids_dir / "participants.tsv").exists():
@@ -128,7 +183,28 @@ def read_labels(bids_dir: Path, config: LabelConfig) -> LabelTable:
     merged: dict = {}
     found: set[str] = set()
     for path, subject in tables:
-        values, columns = _rows(path, config, subject)
+        values, columns, _ = _rows(path, config, subject)
         merged.update(values)
         found |= columns
-    return LabelTable(merged, found)
+    external: list = []
+    if config.labels_file is not None:
+        path = Path(config.labels_file)
+        if not path.is_file():
+            raise MissingInputError(f"--labels-file {path}: file not found")
+        values, columns, external = _rows(path, config, None, _separator(path), external=True)
+        merged.update(values)
+        found |= columns
+    return LabelTable(merged, found, external)
+
+
+def report_unmatched(table: LabelTable, sessions: set[tuple[str, str | None]], path: Path | None) -> None:
+    """Warn about ``--labels-file`` rows that match no session of the dataset (first few named)."""
+    subjects = {sub for sub, _ in sessions}
+    unmatched = [k for k in table.external_keys
+                 if (k[1] is None and k[0] not in subjects) or (k[1] is not None and k not in sessions)]
+    if unmatched:
+        named = ", ".join(f"sub-{s}" + (f" ses-{t}" if t else "") for s, t in unmatched[:5])
+        log.warning("--labels-file %s: %d of %d row(s) match no session of the dataset, e.g. %s", path,
+                    len(unmatched), len(table.external_keys), named)
+    elif table.external_keys:
+        log.info("--labels-file %s: all %d row(s) match a session", path, len(table.external_keys))

@@ -1,8 +1,12 @@
 """Discover the sessions to process with PyBIDS.
 
 The PyBIDS index lives in memory (never inside the read-only dataset, never on a shared
-filesystem's SQLite). One :class:`Session` per (subject, session) that has MRI or PET; a session
-with PET but no MRI borrows the MRI of the nearest session of the same subject.
+filesystem's SQLite) and holds no metadata (one broken JSON file stops a PyBIDS metadata index;
+sidecars are read by ``bids.sidecars``). One :class:`Session` per (subject, session) that has MRI
+or amyloid PET; a session with PET but no MRI is paired with the nearest MRI session of the same
+subject within ``--mri-pet-max-days`` (``bids.pairing``). Which files count as which contrast,
+which PET is amyloid and which run is used: ``bids.scans``. What is left out is returned with its
+reason (:class:`Discovery`).
 """
 from __future__ import annotations
 
@@ -15,8 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bids_amyloid.bids.labels import LabelTable, read_labels
-from bids_amyloid.bids.records import PetScan, Session
+from bids_amyloid.bids import pairing, scans
+from bids_amyloid.bids.labels import LabelTable, read_labels, report_unmatched
+from bids_amyloid.bids.records import Discovery, Pairing, Session, SkippedScan
+from bids_amyloid.bids.sidecars import read_sidecar
 from bids_amyloid.config import Config
 from bids_amyloid.errors import (
     BidsValidationError,
@@ -49,7 +55,14 @@ def check_bids_root(bids_dir: Path) -> None:
     if not bids_dir.is_dir():
         raise UsageError(f"BIDS_DIR {bids_dir} is not a folder")
     if not (bids_dir / "dataset_description.json").is_file():
-        raise BidsValidationError(f"{bids_dir} is not a BIDS dataset: dataset_description.json is missing")
+        nested = sorted(bids_dir.glob("sub-*/ses-*/dataset_description.json"))
+        hint = ""
+        if nested:
+            hint = (f"; {len(nested)} session folder(s) have one (e.g. {nested[0].relative_to(bids_dir)}), as the OASIS "
+                    "download script leaves them: add one at the top of the dataset, e.g. "
+                    '{"Name": "OASIS-3", "BIDSVersion": "1.10.0"}, and run with --skip-bids-validation (the '
+                    "per-session copies are not BIDS)")
+        raise BidsValidationError(f"{bids_dir} is not a BIDS dataset: dataset_description.json is missing{hint}")
     try:
         json.loads((bids_dir / "dataset_description.json").read_text())
     except ValueError as exc:
@@ -103,124 +116,138 @@ def _natural_key(text: str | None) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text or ""))
 
 
-def _session_number(label: str | None) -> float | None:
-    digits = re.findall(r"\d+", label or "")
-    return float(digits[-1]) if digits else None
+def _check_names(layout, bids_dir: Path) -> dict[Path, str]:
+    """Warn about image files whose names are not BIDS (read by folder, or not at all); notes for the summary."""
+    indexed = {Path(f.path) for f in layout.get(extension=scans.EXTENSIONS)}
+    images = [p for p in bids_dir.glob("sub-*/**/*.nii*") if p.name.endswith((".nii", ".nii.gz"))]
+    sess = [p for p in images if "_sess-" in p.name]
+    if sess:
+        log.warning("%d file name(s) use 'sess-' where BIDS has 'ses-' (e.g. %s); read with the session of their "
+                    "folder. Rename them (sess- -> ses-) to make the dataset valid BIDS", len(sess), sess[0])
+    missed = [p for p in images if p not in indexed and "sourcedata" not in p.parts and "derivatives" not in p.parts]
+    if missed:
+        log.warning("%d image file(s) are not BIDS names and were not indexed (e.g. %s): rename them "
+                    "sub-<label>[_ses-<label>][_<entity>-<value>]_<suffix>.nii.gz to have them used", len(missed), missed[0])
+    return {p: "named sess- instead of ses-: read with the session of its folder" for p in sess}
 
 
-def _choose_scan(files: list) -> Path:
-    """Method.md rule: prefer a scan without ``run-``, else the finest voxel spacing."""
-    import nibabel as nib
-
-    def spacing(f) -> float:
-        try:
-            return float(max(nib.load(f.path).header.get_zooms()[:3]))
-        except Exception:  # unreadable files are reported by preprocessing, with their name
-            return float("inf")
-
-    without_run = [f for f in files if "run" not in f.get_entities()]
-    pool = without_run or files
-    return Path(min(pool, key=lambda f: (spacing(f), _natural_key(f.filename))).path)
-
-
-def _has_sidecar(layout, path: Path) -> bool:
-    """A sidecar next to the scan or inherited from a parent folder (BIDS inheritance)."""
-    try:
-        return bool(layout.get_metadata(str(path)))
-    except Exception:  # pybids raises for files it did not index; treat as "no metadata"
-        return False
-
-
-def _nearest_mri_session(session: str | None, with_mri: list[str | None]) -> str | None:
-    """The MRI session closest to ``session`` (by session number, else by order; earlier wins ties)."""
-    ordered = sorted(with_mri, key=_natural_key)
-    target = _session_number(session)
-    if target is not None and all(_session_number(s) is not None for s in ordered):
-        return min(ordered, key=lambda s: (abs(_session_number(s) - target), _natural_key(s)))
-    return ordered[0]
-
-
-def discover_sessions(config: Config, *, validate: bool | None = None) -> list[Session]:
-    """Every selected (subject, session) with its scans and labels."""
-    from bids import BIDSLayout
+def discover(config: Config, *, validate: bool | None = None) -> Discovery:
+    """Every selected (subject, session) with its scans and labels, and what was left out."""
+    from bids import BIDSLayout, BIDSLayoutIndexer
 
     bids_dir = Path(config.bids_dir)
     check_bids_root(bids_dir)
     if validate if validate is not None else not config.skip_bids_validation:
         run_bids_validator(bids_dir)
     filters = read_filters(config.bids_filter_file)
-    layout = BIDSLayout(str(bids_dir), validate=False, derivatives=False)
+    layout = BIDSLayout(str(bids_dir), validate=False, derivatives=False,
+                        indexer=BIDSLayoutIndexer(validate=False, index_metadata=False))
+    name_notes = _check_names(layout, bids_dir)
     subjects = sorted(layout.get_subjects(), key=_natural_key)
     if not subjects:
         raise MissingInputError(f"{bids_dir} contains no subjects that PyBIDS can index")
+    labels = read_labels(bids_dir, config.labels)
+    if config.labels.labels_file is not None:
+        known = {(s, t) for s in subjects for t in layout.get_sessions(subject=s) or [None]}
+        report_unmatched(labels, known, config.labels.labels_file)
     if config.participant_labels:
         missing = sorted(set(config.participant_labels) - set(subjects))
         if missing:
             raise NothingSelectedError(f"participant label(s) {missing} match no subject in {bids_dir}")
         subjects = [s for s in subjects if s in set(config.participant_labels)]
-    labels = read_labels(bids_dir, config.labels)
-    sessions = [s for sub in subjects for s in _subject_sessions(layout, sub, config, filters, labels)]
-    if not sessions:
+    found = Discovery([], notes=name_notes)
+    for sub in subjects:
+        part = _subject_sessions(layout, sub, config, filters, labels)
+        found.sessions.extend(part.sessions)
+        found.skipped.extend(part.skipped)
+        found.pairings.extend(part.pairings)
+        found.notes.update(part.notes)
+    if not found.sessions:
         raise MissingInputError(f"no selected session in {bids_dir} has a {'/'.join(config.contrasts)} MRI scan "
                                 "(PET needs an MRI session of the same subject)")
     if config.session_labels:
-        sessions = [s for s in sessions if s.session in set(config.session_labels)]
-        if not sessions:
+        wanted = set(config.session_labels)
+        found = Discovery([s for s in found.sessions if s.session in wanted],
+                          [k for k in found.skipped if k.session in wanted],
+                          [p for p in found.pairings if p.pet_session in wanted], found.notes)
+        if not found.sessions:
             raise NothingSelectedError(f"session label(s) {config.session_labels} match no session with "
                                        f"{config.contrasts} MRI in {bids_dir}")
-    return sessions
+    return found
 
 
-def _subject_sessions(layout, subject: str, config: Config, filters: dict, labels: LabelTable) -> list[Session]:
-    extensions = [".nii", ".nii.gz"]
+def discover_sessions(config: Config, *, validate: bool | None = None) -> list[Session]:
+    """The sessions of :func:`discover` (group level needs no more)."""
+    return discover(config, validate=validate).sessions
+
+
+def _subject_sessions(layout, subject: str, config: Config, filters: dict, labels: LabelTable) -> Discovery:
+    bids_dir = Path(config.bids_dir)
     session_ids = sorted(layout.get_sessions(subject=subject), key=_natural_key) or [None]
     anat_by_session: dict[str | None, dict[str, Path]] = {}
-    pet_by_session: dict[str | None, tuple[PetScan, ...]] = {}
+    pet_by_session: dict[str | None, tuple] = {}
+    skipped: list[SkippedScan] = []
+    notes: dict[Path, str] = {}
     for ses in session_ids:
-        query = {"subject": subject, "extension": extensions}
-        if ses is not None:
-            query["session"] = ses
+        query = {"subject": subject, **({"session": ses} if ses is not None else {})}
         anat = {}
         for contrast in config.contrasts:
-            files = layout.get(datatype="anat", suffix=contrast, **query, **filters.get(contrast, {}))
-            if files:
-                anat[contrast] = _choose_scan(files)
-        pets = layout.get(datatype="pet", suffix="pet", **query, **filters.get("pet", {}))
-        anat_by_session[ses] = anat
-        pet_by_session[ses] = tuple(
-            PetScan(Path(f.path), str(f.get_entities().get("tracer", "unknown")))
-            for f in sorted(pets, key=lambda f: _natural_key(f.filename))
-        )
+            files = scans.contrast_files(layout, contrast, query, filters.get(contrast))
+            chosen, passed = scans.choose_mri(files, contrast, subject, ses)
+            skipped += passed
+            if chosen is not None:
+                anat[contrast] = chosen
+                note = scans.alias_note(next(f for f in files if Path(f.path) == chosen), contrast)
+                if note:
+                    log.info("%s: %s", chosen.name, note)
+                    notes[chosen] = note
+        pet_files = layout.get(datatype="pet", suffix="pet", extension=scans.EXTENSIONS, **query,
+                               **filters.get("pet", {}))
+        pets, passed = scans.pet_scans(layout, bids_dir, pet_files, subject, ses, config)
+        skipped += passed
+        anat_by_session[ses], pet_by_session[ses] = anat, tuple(pets)
     with_mri = [s for s in session_ids if anat_by_session[s]]
-    records = []
+    dates = pairing.session_dates(bids_dir, subject, session_ids)
+    records, pairs, warned = [], [], set()
     for ses in session_ids:
         anat, pets = anat_by_session[ses], pet_by_session[ses]
-        mri_session = ses
-        if not anat and pets and with_mri:
-            mri_session = _nearest_mri_session(ses, with_mri)
-            anat = anat_by_session[mri_session]
-            log.info("sub-%s ses-%s has PET but no MRI: using the MRI of ses-%s", subject, ses, mri_session)
         if not anat and not pets:
             continue
+        mri_session, gap, source = ses, (0.0 if pets else None), ("same session" if pets else None)
         if not anat:
-            log.warning("sub-%s ses-%s has PET but no MRI in any session: skipped", subject, ses)
-            continue
-        for path in [*anat.values(), *(p.path for p in pets)]:
-            if not _has_sidecar(layout, path):
-                log.warning("%s has no JSON sidecar: processed without its acquisition metadata", path)
+            if not with_mri:
+                log.warning("sub-%s ses-%s has PET but no MRI in any session: skipped", subject, ses)
+                skipped += [SkippedScan(subject, ses, p.path, "unpaired: the subject has no MRI session") for p in pets]
+                pairs.append(Pairing(subject, ses, tuple(p.tracer for p in pets), None, None, None))
+                continue
+            mri_session, gap, source, rejected = pairing.nearest_mri_session(ses, with_mri, dates,
+                                                                             config.mri_pet_max_days)
+            if mri_session is None:
+                reason = (f"unpaired: the nearest MRI session (ses-{rejected}) is {gap:.0f} days away "
+                          f"(> --mri-pet-max-days {config.mri_pet_max_days:g}; dates from {source})")
+                log.warning("sub-%s ses-%s: PET %s", subject, ses, reason)
+                skipped += [SkippedScan(subject, ses, p.path, reason) for p in pets]
+                pairs.append(Pairing(subject, ses, tuple(p.tracer for p in pets), None, gap, source))
+                continue
+            anat = anat_by_session[mri_session]
+            if gap is None:
+                log.warning("sub-%s ses-%s has PET but no MRI: paired with ses-%s by session order (no session "
+                            "dates: the gap is unknown and --mri-pet-max-days cannot be checked)", subject, ses,
+                            mri_session)
+            else:
+                log.info("sub-%s ses-%s has PET but no MRI: paired with ses-%s, %.0f days away (dates from %s)",
+                         subject, ses, mri_session, gap, source)
+        if pets:
+            pairs.append(Pairing(subject, ses, tuple(p.tracer for p in pets), mri_session, gap, source))
+        bare = [p for p in anat.values() if p not in warned and not read_sidecar(p, bids_dir).own]
+        for path in bare + [scan.path for scan in pets if not scan.sidecar]:
+            log.warning("%s has no JSON sidecar: processed without its acquisition metadata", path)
+            warned.add(path)
         value = labels.lookup(subject, ses)
-        records.append(
-            Session(
-                subject=subject,
-                session=ses,
-                anat=anat,
-                mri_session=mri_session,
-                pet=pets,
-                centiloid=value.centiloid if value else None,
-                label=value.label if value else None,
-            )
-        )
-    return records
+        records.append(Session(subject=subject, session=ses, anat=anat, mri_session=mri_session, pet=pets,
+                               centiloid=value.centiloid if value else None, label=value.label if value else None,
+                               mri_gap_days=gap, date_source=source))
+    return Discovery(records, skipped, pairs, notes)
 
 
 def require_labels(sessions: list[Session], config: Config) -> list[Session]:
@@ -230,7 +257,7 @@ def require_labels(sessions: list[Session], config: Config) -> list[Session]:
     if not labels.columns_found:
         raise MissingInputError(
             f"no label column {wanted!r} in participants.tsv, sub-*/sub-*_sessions.tsv or phenotype/*.tsv "
-            f"of {config.bids_dir} (set --centiloid-column or --label-column)"
+            f"of {config.bids_dir} (set --centiloid-column or --label-column, or give --labels-file)"
         )
     labelled = [s for s in sessions if s.label is not None]
     unlabelled = len(sessions) - len(labelled)

@@ -6,10 +6,9 @@ file and the problem. Reorientation uses ``nibabel.as_closest_canonical``, which
 the voxel array AND updates the affine together, so every voxel keeps its world position (the
 reference scripts flipped data without the matching affine and mirrored non-RAS brains).
 
-A 4-D PET with several frames is averaged over frames (an unweighted mean: static amyloid PET
-acquisitions are a few equal-length frames; a dynamic series should be summed into a static image
-before it is given to this app). Every other image must be 3-D (a trailing singleton 4th axis is
-accepted and dropped).
+A 4-D PET is read frame by frame with :func:`load_frames` (only the frames asked for; the SUVR
+window's frames are chosen and combined in :mod:`bids_amyloid.preprocess.frames`). Every other
+image must be 3-D (a trailing singleton 4th axis is accepted and dropped).
 """
 from __future__ import annotations
 
@@ -56,15 +55,8 @@ def max_voxel_for(kind: str, preprocess_config) -> float:
     return float(preprocess_config.max_voxel_mm)
 
 
-def load_image(path: Path, kind: str, max_voxel_mm: float) -> LoadedImage:
-    """Read ``path``, check it and return it reoriented to RAS as float32.
-
-    ``kind`` is the contrast ('T1w', 'FLAIR', ...) or 'pet' (4-D PET is averaged over frames).
-    Raises ``DataError`` (naming the file) for: non-gzip content named ``.gz``, truncated or corrupt
-    files, 2-D images, 4-D images where 3-D is expected, NaN/Inf values, empty or constant images,
-    voxel spacings <= 0.1 mm or > ``max_voxel_mm``, singular or non-orthogonal (sheared) affines
-    and images whose orientation is unknown (qform and sform codes both 0).
-    """
+def _open(path: Path, kind: str, max_voxel_mm: float) -> tuple[nib.Nifti1Image, str, int]:
+    """Checked header of ``path``: (image, stored orientation, number of frames)."""
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"{path}: file not found")
@@ -76,23 +68,58 @@ def load_image(path: Path, kind: str, max_voxel_mm: float) -> LoadedImage:
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise DataError(f"{path}: expected a NIfTI image, got {type(img).__name__}")
     orientation = _check_affine(path, img)
-    shape = tuple(int(s) for s in img.shape)
-    frames = _check_shape(path, shape, kind)
+    frames = _check_shape(path, tuple(int(s) for s in img.shape), kind)
+    _check_spacing(path, img.affine, kind, max_voxel_mm)
+    return img, orientation, frames
+
+
+def _read(path: Path, proxy) -> np.ndarray:
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        return np.asarray(proxy, dtype=np.float32)
     except (EOFError, zlib.error, OSError, ValueError) as exc:
         raise DataError(f"{path}: truncated or corrupt image data ({type(exc).__name__}: {exc})") from exc
-    data = data.reshape(data.shape[:3] + ((frames,) if frames > 1 else ()))
+
+
+def _canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(data, affine))
+    return np.asarray(canonical.dataobj, dtype=np.float32), canonical.affine
+
+
+def load_image(path: Path, kind: str, max_voxel_mm: float) -> LoadedImage:
+    """Read ``path``, check it and return it reoriented to RAS as float32.
+
+    ``kind`` is the contrast ('T1w', 'FLAIR', ...) or 'pet' (a 4-D PET goes through
+    :func:`load_frames`). Raises ``DataError`` (naming the file) for: non-gzip content named
+    ``.gz``, truncated or corrupt files, 2-D images, 4-D images, NaN/Inf values, empty or constant
+    images, voxel spacings <= 0.1 mm or > ``max_voxel_mm``, singular or non-orthogonal (sheared)
+    affines and images whose orientation is unknown (qform and sform codes both 0).
+    """
+    path = Path(path)
+    img, orientation, frames = _open(path, kind, max_voxel_mm)
     if frames > 1:
-        log.info("%s: averaging %d PET frames into one static image", path.name, frames)
-        data = data.mean(axis=3, dtype=np.float64).astype(np.float32)
+        raise DataError(f"{path}: 4-D PET with {frames} frames; it needs its frame timing to become one static "
+                        "image (bids_amyloid.preprocess.frames)")
+    data = _read(path, img.dataobj).reshape(img.shape[:3])
     _check_values(path, data)
-    _check_spacing(path, img.affine, kind, max_voxel_mm)
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(data, img.affine))
-    out = nib.Nifti1Image(np.asarray(canonical.dataobj, dtype=np.float32), canonical.affine)
-    out.set_qform(canonical.affine, 1)
-    out.set_sform(canonical.affine, 1)
-    return LoadedImage(path=path, image=out, orientation=orientation, frames=frames)
+    data, affine = _canonical(data, img.affine)
+    return LoadedImage(path=path, image=nifti_like(data, affine), orientation=orientation, frames=1)
+
+
+def load_frames(path: Path, indices: list[int], max_voxel_mm: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """Frames ``indices`` of a 4-D PET as a RAS float32 array [x, y, z, k], its affine and stored orientation.
+
+    Only the span of frames from the first to the last index is read (a gzip stream is read once).
+    """
+    path = Path(path)
+    img, orientation, frames = _open(path, "pet", max_voxel_mm)
+    if not indices or min(indices) < 0 or max(indices) >= frames:
+        raise DataError(f"{path}: frames {indices} requested but the image has {frames}")
+    lo, hi = min(indices), max(indices)
+    data = _read(path, img.dataobj[..., lo:hi + 1])[..., [i - lo for i in indices]]
+    for k, index in enumerate(indices):
+        _check_values(path, data[..., k], f" (frame {index})")
+    data, affine = _canonical(data, img.affine)
+    return data, affine, orientation
 
 
 def _check_compression(path: Path) -> None:
@@ -140,14 +167,14 @@ def _check_shape(path: Path, shape: tuple[int, ...], kind: str) -> int:
     return 1
 
 
-def _check_values(path: Path, data: np.ndarray) -> None:
+def _check_values(path: Path, data: np.ndarray, where: str = "") -> None:
     bad = ~np.isfinite(data)
     if bad.any():
-        raise DataError(f"{path}: {int(bad.sum())} voxels are NaN or Inf")
+        raise DataError(f"{path}{where}: {int(bad.sum())} voxels are NaN or Inf")
     lo, hi = float(data.min()), float(data.max())
     if hi == lo:
         what = "empty (all zero)" if hi == 0 else f"constant (every voxel {hi:g})"
-        raise DataError(f"{path}: image is {what}")
+        raise DataError(f"{path}{where}: image is {what}")
 
 
 def _check_spacing(path: Path, affine: np.ndarray, kind: str, max_voxel_mm: float) -> None:
@@ -200,8 +227,3 @@ def nifti_like(data: np.ndarray, affine: np.ndarray, dtype=np.float32, xform_cod
     out.set_sform(affine, xform_code)
     out.header.set_xyzt_units("mm")
     return out
-
-
-def save_nifti(img: nib.Nifti1Image, path: Path) -> None:
-    """Write (used through ``write_with`` so the file appears atomically)."""
-    nib.save(img, str(path))

@@ -201,6 +201,9 @@ class SessionPaths:
         return derivative_path(self.out, self.sub, self.ses, "pet", "pet", ".nii.gz", trc=tracer, space=TEMPLATE_SPACE,
                                desc="suvr")
 
+    def pet_static(self, tracer: str) -> Path:
+        return derivative_path(self.out, self.sub, self.ses, "pet", "pet", ".nii.gz", trc=tracer, desc="static")
+
     def pet_xfm(self, tracer: str) -> Path:
         return derivative_path(self.out, self.sub, self.ses, "pet", "xfm", ".mat", trc=tracer,
                                **{"from": "petref", "to": self.anchor, "mode": "image"})

@@ -1,6 +1,6 @@
 """PET: SUVR with a cerebellar grey-matter reference and an optional Centiloid ESTIMATE.
 
-The PET image (frames averaged if 4-D) is registered rigidly (Mattes MI) to the skull-stripped,
+The static PET image (a 4-D PET first becomes one: :mod:`bids_amyloid.preprocess.frames`) is registered rigidly (Mattes MI) to the skull-stripped,
 bias-corrected T1w of the matched MRI session, and mapped to MNI152NLin2009aSym at 1 mm by
 composing that rigid transform with the T1w -> template transform (linear interpolation, one
 resampling). SUVR = PET / mean PET inside the reference region, where the region is
@@ -9,30 +9,16 @@ intersected with the template's grey matter, or a documented cerebellar box of t
 template without AAL) further restricted to the subject's template-space brain mask.
 
 Centiloid ESTIMATE: when the AAL cortical target region is available, the mean SUVR in it (global
-cortical SUVR) is converted with published per-tracer linear equations (PiB: 93.7 * SUVR - 94.6;
-AV45/florbetapir: 175.4 * SUVR - 182.3). These equations were calibrated for the GAAIN standard
-VOIs and whole-cerebellum reference, not for this pipeline's regions, so the value is an estimate,
-labelled as such, and never used as a label.
+cortical SUVR) is converted with the tracer family's published linear equation
+(:data:`bids_amyloid.bids.tracers.FAMILIES`). These equations were calibrated for the GAAIN
+standard VOIs and whole-cerebellum reference, not for this pipeline's regions, so the value is an
+estimate, labelled as such, and never used as a label.
 """
 from __future__ import annotations
 
 import numpy as np
 
-CENTILOID_EQUATIONS = {
-    "PiB": (93.7, -94.6),
-    "AV45": (175.4, -182.3),
-}
-"""Tracer family -> (slope, intercept) of Centiloid = slope * SUVR + intercept."""
-
-
-def tracer_family(tracer: str) -> str | None:
-    """'PiB', 'AV45' or None from a BIDS ``trc-`` value (e.g. 11CPIB, 18FAV45, florbetapir)."""
-    t = tracer.lower().replace("-", "").replace("_", "")
-    if "pib" in t:
-        return "PiB"
-    if "av45" in t or "florbetapir" in t or "amyvid" in t:
-        return "AV45"
-    return None
+from bids_amyloid.bids import tracers
 
 
 def reference_mean(pet_template: np.ndarray, region: np.ndarray, brain: np.ndarray | None = None) -> tuple[float, int]:
@@ -55,9 +41,9 @@ def suvr(pet_template: np.ndarray, ref_mean: float) -> np.ndarray:
 
 
 def centiloid_estimate(tracer: str, cortical_suvr: float | None) -> float | None:
-    """Centiloid estimate from a global cortical SUVR, or None for unknown tracers."""
-    family = tracer_family(tracer)
-    if family is None or cortical_suvr is None or not np.isfinite(cortical_suvr):
+    """Centiloid estimate from a global cortical SUVR, or None for a family without an equation."""
+    equation = tracers.family(tracer).centiloid
+    if equation is None or cortical_suvr is None or not np.isfinite(cortical_suvr):
         return None
-    slope, intercept = CENTILOID_EQUATIONS[family]
+    slope, intercept = equation
     return float(slope * cortical_suvr + intercept)

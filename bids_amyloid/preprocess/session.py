@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bids_amyloid.bids.io import locked, remove_stale_temporaries
-from bids_amyloid.bids.records import PetScan, Session
-from bids_amyloid.errors import DataError, MissingInputError
+from bids_amyloid.bids.records import Session
+from bids_amyloid.errors import MissingInputError
 from bids_amyloid.preprocess import anat as anat_stage
 from bids_amyloid.preprocess import register
 from bids_amyloid.preprocess.outputs import SessionPaths, Writer, remove_old_figure_temporaries
@@ -86,7 +86,8 @@ class Preprocessed:
                self.xfm_from_template, *self.template_preproc.values(), *self.xfm_to_anchor.values(),
                *self.slices.values(), *self.figures]
         for p in self.pet.values():
-            out += [p.suvr, p.xfm_to_anchor, p.slices] + ([p.figure] if p.figure else [])
+            out += [p.suvr, p.xfm_to_anchor, p.slices] + ([p.figure] if p.figure else []) + (
+                [p.static] if p.static else [])
         return list(dict.fromkeys(out))
 
 
@@ -98,7 +99,6 @@ def preprocess_session(session: Session, config, *, progress: ProgressCallback |
     """
     if not session.anat:
         raise MissingInputError(f"{session.key}: no MRI to preprocess")
-    _check_pet(session)
     register.configure_ants(config.seed, config.omp_nthreads)
     mri_session = session.mri_session if session.mri_session is not None else session.session
     anchor = anat_stage.anchor_contrast(session.anat)
@@ -108,7 +108,7 @@ def preprocess_session(session: Session, config, *, progress: ProgressCallback |
     cache = anat_stage.ImageCache()
     n_contrasts = len(anat_stage.contrasts_to_process(session.anat, config.contrasts))
     n_mri = 3 + (n_contrasts - 1) + n_contrasts + (1 + n_contrasts) * int(config.preprocess.qc_figures)
-    total = n_mri + len(session.pet) * (3 + int(config.preprocess.qc_figures))
+    total = n_mri + sum(3 + int(p.volumes > 1) + int(config.preprocess.qc_figures) for p in session.pet)
     counter = {"step": 0}
 
     def step(stage: str) -> None:
@@ -133,8 +133,8 @@ def preprocess_session(session: Session, config, *, progress: ProgressCallback |
                 if removed:
                     log.info("%s: removed %d stale temporary PET file(s)", session.key, removed)
                 for scan in session.pet:
-                    pet[scan.tracer] = process_pet(scan, mri, session.anat[anchor], config, paths, writer, cache,
-                                                   Path(workdir), step, mri.computed, mri.reused)
+                    pet[scan.tracer] = process_pet(scan, session, mri, config, paths, writer, cache, Path(workdir),
+                                                   step, mri.computed, mri.reused)
     figures = tuple(mri.figures) + tuple(p.figure for p in pet.values() if p.figure)
     return Preprocessed(
         subject=session.subject, session=session.session, mri_session=mri_session, anchor=anchor,
@@ -144,14 +144,3 @@ def preprocess_session(session: Session, config, *, progress: ProgressCallback |
         slices=dict(mri.slices), pet=pet, figures=figures,
         computed=tuple(mri.computed), reused=tuple(mri.reused),
     )
-
-
-def _check_pet(session: Session) -> None:
-    seen: dict[str, PetScan] = {}
-    for scan in session.pet:
-        if scan.tracer in seen:
-            raise DataError(
-                f"{session.key}: two PET scans with tracer {scan.tracer} ({seen[scan.tracer].path} and {scan.path}); "
-                "select one (e.g. with --bids-filter-file)"
-            )
-        seen[scan.tracer] = scan

@@ -35,7 +35,7 @@ PREDICTION_COLUMNS = {
     "participant_id": ("Participant", "BIDS subject label with 'sub-'", None),
     "session_id": ("Session", "BIDS session label with 'ses-' (n/a: no sessions)", None),
     "contrast": ("MRI contrast", "MRI contrast the model reads", None),
-    "tracer": ("PET tracer", "trc- label of the PET the teacher read (n/a for the student)", None),
+    "tracer": ("PET tracer", "Tracer family of the PET the teacher read (PiB, florbetapir, ...; n/a for the student)", None),
     "model": ("Model", "Which network predicted", {"teacher": "PET + MRI teacher", "student": "MRI-only student"}),
     "fold": ("Fold", "Cross-validation fold whose held-out (or validation) part holds this session", None),
     "part": ("Part", "Part of the fold", {"test": "held-out fold", "val": "validation part of the training folds"}),

@@ -117,10 +117,12 @@ def _init_worker(verbose: int) -> None:
 
 
 def run_participant(config: Config) -> int:
-    from bids_amyloid.bids.derivatives import init_output_dir, output_version
-    from bids_amyloid.bids.layout import discover_sessions
+    from bids_amyloid.bids.derivatives import init_output_dir, output_version, run_summary_paths
+    from bids_amyloid.bids.layout import discover
+    from bids_amyloid.bids.runsummary import write_run_summary
 
-    sessions = discover_sessions(config)
+    found = discover(config)
+    sessions = found.sessions
     previous = output_version(config.output_dir)
     if previous and previous != __version__:
         log.warning("%s holds results of bids_amyloid %s; this is %s", config.output_dir, previous, __version__)
@@ -155,6 +157,9 @@ def run_participant(config: Config) -> int:
         from bids_amyloid.infer.table import gather_predictions
 
         gather_predictions(config)
+    failures = {r.key: f"exit {r.exit_code}: {r.message}" for r in results if not r.ok}
+    write_run_summary(run_summary_paths(config.output_dir, _run_tag(config)), found, config.bids_dir, failures,
+                      found.notes)
     return _summarise(results)
 
 

@@ -20,12 +20,13 @@ def _config(bids: Path, tmp_path: Path, **kw) -> Config:
 
 def test_sessions_runs_tracers_and_borrowed_mri(tiny_bids, tmp_path):
     sessions = {s.key: s for s in discover_sessions(_config(tiny_bids, tmp_path, contrasts=["T1w", "FLAIR"]))}
-    assert sorted(sessions) == ["sub-01_ses-M000", "sub-01_ses-M024", "sub-02_ses-M000"]
+    assert sorted(sessions) == ["sub-01_ses-M000", "sub-01_ses-M012", "sub-02_ses-M000"]
     s1 = sessions["sub-01_ses-M000"]
-    assert set(s1.anat) == {"T1w", "FLAIR"} and [p.tracer for p in s1.pet] == ["11CPIB"]
-    borrowed = sessions["sub-01_ses-M024"]
+    assert set(s1.anat) == {"T1w", "FLAIR"} and [(p.tracer, p.label) for p in s1.pet] == [("PiB", "11CPIB")]
+    borrowed = sessions["sub-01_ses-M012"]
     assert borrowed.mri_session == "M000" and borrowed.borrows_mri
-    assert borrowed.anat["T1w"] == s1.anat["T1w"] and borrowed.pet[0].tracer == "18FAV45"
+    assert borrowed.anat["T1w"] == s1.anat["T1w"] and borrowed.pet[0].tracer == "florbetapir"
+    assert (borrowed.mri_gap_days, borrowed.date_source) == (365.0, "month label")
     # two runs, both with run-: the finer spacing (run-2, 1.0 mm) wins
     assert sessions["sub-02_ses-M000"].anat["T1w"].name == "sub-02_ses-M000_run-2_T1w.nii.gz"
 
@@ -34,7 +35,7 @@ def test_labels_follow_strict_threshold_and_missing_is_unknown(tiny_bids, tmp_pa
     sessions = {s.key: s for s in discover_sessions(_config(tiny_bids, tmp_path))}
     assert sessions["sub-01_ses-M000"].label == 1 and sessions["sub-01_ses-M000"].centiloid == 35.0
     assert sessions["sub-02_ses-M000"].label == 0  # 20.6 is not > 20.6
-    assert sessions["sub-01_ses-M024"].label is None  # n/a stays unknown, never negative
+    assert sessions["sub-01_ses-M012"].label is None  # n/a stays unknown, never negative
 
 
 def test_participant_and_session_selection(tiny_bids, tmp_path):
@@ -50,7 +51,7 @@ def test_filter_file_restricts_pet_tracer(tiny_bids, tmp_path):
     filters = tmp_path / "filters.json"
     filters.write_text('{"pet": {"tracer": "11CPIB"}}')
     sessions = {s.key: s for s in discover_sessions(_config(tiny_bids, tmp_path, bids_filter_file=filters))}
-    assert sessions["sub-01_ses-M000"].pet and "sub-01_ses-M024" not in sessions  # its only PET filtered out
+    assert sessions["sub-01_ses-M000"].pet and "sub-01_ses-M012" not in sessions  # its only PET filtered out
 
 
 @pytest.mark.parametrize("text, match", [("{not json", "not valid JSON"), ('{"T1x": {}}', "unknown keys"),

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make 
 
 @pytest.fixture(scope="session")
 def pp_cohort(tmp_path_factory):
-    """One synthetic subject at 2 mm: ses-M000 (T1w, FLAIR, PiB PET) and ses-M024 (PET only)."""
+    """One synthetic subject at 2 mm: ses-M000 (T1w, FLAIR, PiB PET) and ses-M006 (PET only)."""
     from bids_amyloid.synth import generate_cohort
 
     root = tmp_path_factory.mktemp("cohort") / "bids"

@@ -40,6 +40,13 @@ def reorient(img: nib.Nifti1Image, codes: str) -> nib.Nifti1Image:
     return img.as_reoriented(transform)
 
 
+def tracer_of(label: str) -> str:
+    """The tracer family key of a ``trc-`` label (11CPIB -> PiB)."""
+    from bids_amyloid.bids.tracers import match_label
+
+    return match_label(label).family.key
+
+
 def make_config(bids: Path, out: Path, **kw) -> Config:
     cfg = Config(bids_dir=bids, output_dir=out, analysis_level="participant", sloppy=True, omp_nthreads=2,
                  work_dir=out.parent / (out.name + "-work"), **kw)
@@ -58,6 +65,7 @@ def cohort_sessions(truth) -> dict[str, Session]:
         anat = {r.suffix: root / r.path for r in rows.itertuples() if r.suffix in ("T1w", "FLAIR")}
         pets = images[(images.participant_id == row.participant_id) & (images.session_id == row.session_id)
                       & (images.suffix == "pet")]
-        pet = tuple(PetScan(root / r.path, Path(r.path).name.split("trc-")[1].split("_")[0]) for r in pets.itertuples())
+        pet = tuple(PetScan(root / r.path, tracer_of(Path(r.path).name.split("trc-")[1].split("_")[0]))
+                    for r in pets.itertuples())
         out[ses] = Session(sub, ses, anat=anat, mri_session=mri_ses, pet=pet)
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bids_amyloid.errors import DataError, MissingInputError
-from bids_amyloid.preprocess.images import ants_affine, load_image, to_ants, to_nifti
+from bids_amyloid.preprocess.images import ants_affine, load_frames, load_image, to_ants, to_nifti
 
 from pp_helpers import blob, reorient
 
@@ -72,12 +72,16 @@ def test_singleton_fourth_axis_is_accepted(tmp_path):
     assert load_image(path, "T1w", 2.5).image.shape == img.shape
 
 
-def test_multi_frame_pet_is_averaged(tmp_path):
+def test_multi_frame_pet_is_never_averaged_silently(tmp_path):
+    """A 4-D PET needs its frame timing: load_image refuses it, load_frames reads chosen frames in RAS."""
     img = blob()
     frames = np.stack([np.asarray(img.dataobj) * k for k in (1.0, 2.0, 3.0)], axis=-1)
-    loaded = load_image(save(nib.Nifti1Image(frames, img.affine), tmp_path / "pet.nii.gz"), "pet", 6.0)
-    assert loaded.frames == 3 and loaded.image.ndim == 3
-    np.testing.assert_allclose(np.asarray(loaded.image.dataobj), 2.0 * np.asarray(img.dataobj), rtol=1e-5, atol=1e-3)
+    path = save(reorient(nib.Nifti1Image(frames, img.affine), "LPS"), tmp_path / "pet.nii.gz")
+    expect_error(path, "pet", match="4-D PET with 3 frames")
+    data, affine, orientation = load_frames(path, [1, 2], 6.0)
+    assert orientation == "LPS" and data.shape == img.shape + (2,)
+    np.testing.assert_allclose(affine, img.affine, atol=1e-6)
+    np.testing.assert_allclose(data[..., 1], 3.0 * np.asarray(img.dataobj), rtol=1e-5, atol=1e-3)
 
 
 def test_four_d_mri_rejected(tmp_path):

@@ -36,7 +36,7 @@ def rel(path: Path, root: Path) -> str:
 def test_writes_all_expected_files(run):
     res, out = run["result"], run["cfg"].output_dir
     names = sorted(rel(p, out) for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
-    a, p, f = "sub-001/ses-M000/anat/sub-001_ses-M000_", "sub-001/ses-M000/pet/sub-001_ses-M000_trc-11CPIB_", \
+    a, p, f = "sub-001/ses-M000/anat/sub-001_ses-M000_", "sub-001/ses-M000/pet/sub-001_ses-M000_trc-PiB_", \
         "sub-001/figures/sub-001_ses-M000_"
     tpl = "space-MNI152NLin2009aSym_"
     mni = "MNI152NLin2009aSym"
@@ -47,7 +47,7 @@ def test_writes_all_expected_files(run):
         a + "from-FLAIR_to-T1w_mode-image_xfm.mat", a + tpl + "desc-slices_T1w.npy", a + tpl + "desc-slices_FLAIR.npy",
         p + tpl + "desc-suvr_pet.nii.gz", p + "from-petref_to-T1w_mode-image_xfm.mat", p + tpl + "desc-slices_pet.npy",
         f + "desc-brainmask_T1w.svg", f + "desc-reg_T1w.svg", f + "desc-reg_FLAIR.svg",
-        f + "trc-11CPIB_desc-petreg_pet.svg",
+        f + "trc-PiB_desc-petreg_pet.svg",
     ]
     for name in expected:
         assert name in names, name
@@ -60,7 +60,7 @@ def test_writes_all_expected_files(run):
 
 def test_sidecars_carry_provenance(run):
     res, cfg = run["result"], run["cfg"]
-    for path in (res.native_preproc, res.template_preproc["T1w"], res.pet["11CPIB"].suvr, res.slices["T1w"]):
+    for path in (res.native_preproc, res.template_preproc["T1w"], res.pet["PiB"].suvr, res.slices["T1w"]):
         meta = json.loads(sidecar_path(path).read_text())
         assert meta["Sources"] and all(s.startswith("bids:") for s in meta["Sources"])
         assert meta["GeneratedBy"]["Name"] == "bids_amyloid" and meta["RandomSeed"] == cfg.seed
@@ -68,7 +68,7 @@ def test_sidecars_carry_provenance(run):
         assert meta["Settings"]["preprocess"]["registration"] == "affine"
     assert json.loads(sidecar_path(res.native_preproc).read_text())["SkullStripped"] is False
     assert json.loads(sidecar_path(res.template_preproc["T1w"]).read_text())["SkullStripped"] is True
-    meta = json.loads(sidecar_path(res.pet["11CPIB"].suvr).read_text())
+    meta = json.loads(sidecar_path(res.pet["PiB"].suvr).read_text())
     assert meta["Space"] == "MNI152NLin2009aSym" and "SpatialReference" in meta
     assert "ESTIMATE" in meta["CentiloidEstimateNote"] and meta["ReferenceRegion"]["Voxels"] > 1000
 
@@ -91,7 +91,7 @@ def test_template_space_images_and_brain_mask(run):
 
 def test_slice_tensors(run):
     res = run["result"]
-    for path in [*res.slices.values(), res.pet["11CPIB"].slices]:
+    for path in [*res.slices.values(), res.pet["PiB"].slices]:
         arr = np.load(path)
         assert arr.shape == (40, 224, 224) and arr.dtype == np.float16
         meta = json.loads(sidecar_path(path).read_text())
@@ -103,22 +103,22 @@ def test_slice_tensors(run):
     mri = np.load(res.slices["T1w"]).astype(np.float32)
     assert mri.min() >= 0 and mri.max() <= 1 and mri.max() > 0.9
     # MRI slices are the template-space volume's x planes in order (left -> right)
-    pet = np.load(res.pet["11CPIB"].slices).astype(np.float32)
+    pet = np.load(res.pet["PiB"].slices).astype(np.float32)
     assert pet.max() > 1.2  # SUVR kept as a float, not rescaled to [0, 1]
 
 
 def test_suvr_reference_region(run):
     res, truth = run["result"], run["truth"]
-    suvr = np.asarray(nib.load(str(res.pet["11CPIB"].suvr)).dataobj, np.float32)
+    suvr = np.asarray(nib.load(str(res.pet["PiB"].suvr)).dataobj, np.float32)
     brain = np.asarray(nib.load(str(res.template_brain_mask)).dataobj) > 0
     region = template.reference_region().mask & brain
     assert float(suvr[region].mean()) == pytest.approx(1.0, abs=0.01)
     row = truth.images[truth.images.path.str.contains("ses-M000_trc-11CPIB")].iloc[0]
-    ratio = res.pet["11CPIB"].reference_mean / float(row.reference_bq_ml)
+    ratio = res.pet["PiB"].reference_mean / float(row.reference_bq_ml)
     print(f"reference mean / true reference activity: {ratio:.3f}; cortical SUVR "
-          f"{res.pet['11CPIB'].cortical_suvr:.2f} (generator target {row.suvr_target})")
+          f"{res.pet['PiB'].cortical_suvr:.2f} (generator target {row.suvr_target})")
     assert 0.9 < ratio < 1.35  # cerebellar WM spill-in at PET resolution raises it a little
-    assert res.pet["11CPIB"].cortical_suvr > 1.2  # amyloid-positive synthetic subject
+    assert res.pet["PiB"].cortical_suvr > 1.2  # amyloid-positive synthetic subject
 
 
 def test_rerun_skips_finished_work(run):
@@ -131,13 +131,13 @@ def test_rerun_skips_finished_work(run):
 
 def test_borrowed_mri_is_reused_and_pet_mapped(run):
     cfg, sessions = run["cfg"], run["sessions"]
-    borrowed = sessions["M024"]
+    borrowed = sessions["M006"]
     assert borrowed.borrows_mri
     res = preprocess_session(borrowed, cfg)
-    assert res.mri_session == "M000" and res.session == "M024"
+    assert res.mri_session == "M000" and res.session == "M006"
     assert all(not s.startswith(("n4", "register", "template")) for s in res.computed)
-    p = res.pet["11CPIB"]
-    assert "ses-M024/pet/" in p.suvr.as_posix() and p.suvr.exists() and p.slices.exists()
+    p = res.pet["PiB"]
+    assert "ses-M006/pet/" in p.suvr.as_posix() and p.suvr.exists() and p.slices.exists()
     assert res.native_preproc == run["result"].native_preproc
 
 

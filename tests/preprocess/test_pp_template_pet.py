@@ -46,17 +46,13 @@ def test_fallback_box_without_atlas(monkeypatch):
         template.cortical_target.cache_clear()
 
 
-@pytest.mark.parametrize("tracer, family", [("11CPIB", "PiB"), ("PiB", "PiB"), ("18FAV45", "AV45"),
-                                            ("florbetapir", "AV45"), ("18FFBB", None)])
-def test_tracer_family(tracer, family):
-    assert pet.tracer_family(tracer) == family
-
-
-def test_centiloid_equations():
-    assert pet.centiloid_estimate("11CPIB", 1.0) == pytest.approx(-0.9)
-    assert pet.centiloid_estimate("18FAV45", 1.2) == pytest.approx(175.4 * 1.2 - 182.3)
-    assert pet.centiloid_estimate("18FFBB", 1.5) is None
-    assert pet.centiloid_estimate("11CPIB", None) is None
+def test_centiloid_equations_per_family():
+    assert pet.centiloid_estimate("PiB", 1.0) == pytest.approx(-0.9)
+    assert pet.centiloid_estimate("florbetapir", 1.2) == pytest.approx(175.4 * 1.2 - 182.3)
+    assert pet.centiloid_estimate("florbetaben", 1.5) == pytest.approx(153.4 * 1.5 - 154.9)
+    assert pet.centiloid_estimate("flutemetamol", 1.5) == pytest.approx(121.42 * 1.5 - 121.16)
+    assert pet.centiloid_estimate("NAV4694", 1.5) is None  # no equation used
+    assert pet.centiloid_estimate("PiB", None) is None
 
 
 def test_suvr_is_one_in_the_reference_region():

@@ -65,7 +65,7 @@ def group_output(report_bundle):
             p = float(np.clip(0.35 + 0.3 * label + rng.normal(0, 0.18 if model == "student" else 0.1), 0.01, 0.99))
             threshold = 0.45 + 0.02 * fold
             rows.append({"participant_id": f"sub-{i:02d}", "session_id": "ses-01", "contrast": "T1w",
-                         "tracer": "11CPIB" if model == "teacher" else None, "model": model, "fold": fold,
+                         "tracer": "PiB" if model == "teacher" else None, "model": model, "fold": fold,
                          "part": "test", "label": label, "centiloid": 40.0 if label else 5.0, "probability": p,
                          "threshold": threshold, "prediction": int(p >= threshold)})
     frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))

@@ -13,7 +13,7 @@ from bids_amyloid.bids.derivatives import slice_cache_path  # noqa: F401 (used b
 from bids_amyloid.bids.records import PetScan, Session
 from bids_amyloid.config import Config, ModelConfig, TrainConfig
 
-TRACER = "11CPIB"
+TRACER = "PiB"
 
 
 def write_cache(path: Path, array: np.ndarray, means: list[float] | None = None) -> Path:
