@@ -2,7 +2,8 @@
 
 The frames inside the tracer's SUVR window (``bids.pettiming.window_frames``: at least half of a
 frame inside the window) are read (only those, so a 70-minute dynamic scan costs the memory of
-its last few frames), realigned rigidly to their duration-weighted mean (ANTs, Mattes MI) to undo
+its last few frames), realigned rigidly to their duration-weighted mean (ANTs, Mattes MI, on a
+4 mm grid) to undo
 head motion between frames, and averaged weighted by frame duration. Early frames are
 perfusion-weighted: averaging every frame with equal weight, as a naive reader does, dilutes the
 amyloid signal.
@@ -31,6 +32,9 @@ log = logging.getLogger("bids_amyloid.preprocess")
 
 MOTION_RADIUS_MM = 50.0
 """Displacement is measured on a sphere of this radius around the image centre (a head-sized ball)."""
+REALIGN_SPACING_MM = 4.0
+"""Grid of the frame realignment: PET resolution is 6-8 mm FWHM; on a 33-frame 2 mm PiB, 4 mm gave the
+same static image as 2 mm (correlation with the true static scan 0.99484 vs 0.99485) in 2.5 s instead of 10.8 s."""
 
 
 FRAME_FIELDS = ("SUVRWindowMin", "FramesUsed", "FrameTimesStartUsed", "FrameDurationUsed", "FramesTotal",
@@ -123,7 +127,7 @@ def _realign(data: np.ndarray, affine: np.ndarray, weights: np.ndarray, workdir:
     mean = np.tensordot(data, weights / weights.sum(), axes=([3], [0])).astype(np.float32)
     reference = to_ants(nifti_like(mean, affine))
     centre = affine[:3, :3] @ ((np.asarray(mean.shape) - 1) / 2.0) + affine[:3, 3]
-    spacing = float(max(np.linalg.norm(affine[:3, :3], axis=0).max(), 2.0))
+    spacing = float(max(np.linalg.norm(affine[:3, :3], axis=0).max(), REALIGN_SPACING_MM))
     motion = []
     for k in range(data.shape[3]):
         frame = to_ants(nifti_like(data[..., k], affine))

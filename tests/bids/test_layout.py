@@ -74,6 +74,19 @@ def test_not_bids_and_empty(tmp_path):
         discover_sessions(_config(tmp_path / "plain", tmp_path))
 
 
+def test_quirk10_oasis_download_with_a_description_per_session_only(tmp_path):
+    """The OASIS download script puts dataset_description.json in every session, none at the top."""
+    root = tmp_path / "oasis"
+    for ses in ("d0000", "d0423"):
+        (root / "sub-OAS30001" / f"ses-{ses}").mkdir(parents=True)
+        (root / "sub-OAS30001" / f"ses-{ses}" / "dataset_description.json").write_text('{"BIDSVersion": "1.0.1"}')
+    with pytest.raises(BidsValidationError) as err:
+        discover_sessions(_config(root, tmp_path))
+    message = str(err.value)
+    assert "2 session folder(s) have one" in message and "OASIS download script" in message
+    assert "add one at the top" in message and "--skip-bids-validation" in message
+
+
 def test_clean_label_strips_prefix_and_blocks_traversal():
     assert clean_label("sub-01", "sub-") == "01" and clean_label("01", "sub-") == "01"
     for bad in ("../01", "01/..", "sub-0 1", ""):
