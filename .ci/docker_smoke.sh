@@ -79,7 +79,8 @@ trap cleanup EXIT
 t=$SECONDS
 if ! command -v dockerd >/dev/null 2>&1; then
   log "installing docker.io"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; } >/tmp/bids_amyloid_apt.log 2>&1 \
+    || { tail -20 /tmp/bids_amyloid_apt.log; echo "installing docker.io failed (log: /tmp/bids_amyloid_apt.log)" >&2; exit 1; }
 fi
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
@@ -97,7 +98,8 @@ make_base_image() {
   mirror=$(grep -h -o -E 'https?://[^ ]*debian[^ ]*' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
              /etc/apt/sources.list 2>/dev/null | grep -v -E 'security|snapshot' | head -1 || true)
   mirror=${mirror:-http://deb.debian.org/debian}
-  command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+  command -v debootstrap >/dev/null || { { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } \
+    >/tmp/bids_amyloid_apt.log 2>&1 || { tail -20 /tmp/bids_amyloid_apt.log; echo "installing debootstrap failed" >&2; exit 1; }; }
   rootfs=$(mktemp -d /tmp/bids_amyloid_rootfs.XXXXXX)
   log "debootstrap bookworm from $mirror"
   debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/tmp/bids_amyloid_debootstrap.log 2>&1 \

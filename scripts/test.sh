@@ -4,7 +4,10 @@
 # SKIP_DOCKER_SMOKE=1 skips the latter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh --test
+mkdir -p build
+printf 'installing into .venv with the test tools (log: build/install.log) ... '
+bash scripts/install.sh --test > build/install.log 2>&1 || { echo FAILED; tail -n 30 build/install.log; exit 1; }
+echo done
 export MPLBACKEND=Agg
 export PATH="$PWD/.venv/bin:$PATH"   # the tests call the venv's tools (bids-validator-deno, bosh, hadolint)
 .venv/bin/python -m pytest -q -p no:cacheprovider --timeout=1800 "$@"

@@ -179,3 +179,18 @@ def test_smoke_threshold_gives_four_subjects_per_class():
     assert sum(v > t for v in skewed) == 4 and sum(v <= t for v in skewed) == 4
     with pytest.raises(ValueError):
         mod.choose(skewed[:6], 4, 20.6)
+
+
+def test_example_script_uses_only_existing_options():
+    """scripts/example.sh (the README's first command) must not drift from the CLIs it calls."""
+    import re
+
+    from bids_amyloid.cli import build_parser
+    from bids_amyloid.report.summary import build_parser as summary_parser
+    from bids_amyloid.synth.cli import build_parser as synth_parser
+
+    parsers = (build_parser(), synth_parser(), summary_parser())
+    known = {s for p in parsers for a in p._actions for s in a.option_strings} | {"--tiny"}  # fetch-weights
+    script = (REPO / "scripts" / "example.sh").read_text()
+    used = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", script))
+    assert used and used <= known, sorted(used - known)

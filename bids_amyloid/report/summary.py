@@ -1,51 +1,105 @@
-"""Print where the results of a run are and its headline numbers (used by scripts/example.sh).
+"""What a run shows and where to look next, in plain words (the end of ``scripts/example.sh``).
 
-``python -m bids_amyloid.report.summary OUTPUT_DIR``
+``python -m bids_amyloid.report.summary OUTPUT_DIR [--timings FILE]``
+
+The first line says whether the models are TESTING ONLY (the random 'tiny' backbone); then the
+PET teacher's and the MRI-only student's per-fold AUC on held-out subjects, the predictions, the
+time of each step (``--timings``: a TSV of ``step<TAB>seconds``), the three files a user opens
+next, and how to run the real model.
 """
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
+RULE = "=" * 78
 
-def summarise(out_dir: Path) -> str:
+
+def _testing_only(out_dir: Path) -> bool:
+    for bundle in sorted(out_dir.glob("models/**/bundle.json")):
+        try:
+            if json.loads(bundle.read_text())["backbone"]["testing_only"]:
+                return True
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
+def _auc_lines(out_dir: Path, testing: bool) -> list[str]:
+    path = out_dir / "group" / "desc-cv_metrics.tsv"
+    if not path.exists():
+        return []
+    metrics = pd.read_csv(path, sep="\t", na_values="n/a")
+    folds = metrics[metrics["fold"].astype(str) == "mean"]
+    n_folds = int(metrics["fold"].astype(str).str.isdigit().groupby(metrics["model"]).sum().max() or 0)
+    described = {"teacher": "PET teacher (reads PET + MRI)", "student": "MRI-only student"}
+    lines = [f"What the run shows (per-fold AUC on held-out subjects, {n_folds} folds; chance = 0.5):"]
+    for row in folds.sort_values("model", ascending=False).itertuples():
+        sd = "" if math.isnan(row.auc_fold_sd) else f" +- {row.auc_fold_sd:.3f}"
+        note = ""
+        if row.model == "teacher":
+            note = "  <- PET carries the amyloid signal: the teacher learns it" if row.auc >= 0.8 else \
+                "  <- near chance: see the group report"
+        elif testing:
+            note = "  <- random tiny backbone: no meaning"
+        lines.append(f"  {row.contrast:8s} {described.get(row.model, row.model):30s} AUC {row.auc:.3f}{sd}  "
+                     f"({row.n} sessions){note}")
+    return lines
+
+
+def _timing_lines(timings: Path | None) -> list[str]:
+    if timings is None or not Path(timings).exists():
+        return []
+    rows = [line.split("\t") for line in Path(timings).read_text().splitlines() if "\t" in line]
+    total = sum(float(s) for _, s in rows)
+    return ["Time per step:"] + [f"  {name:46s} {float(s):6.0f} s" for name, s in rows] + \
+        [f"  {'total':46s} {total:6.0f} s"]
+
+
+def summarise(out_dir: Path, timings: Path | None = None) -> str:
     out_dir = Path(out_dir)
-    lines = [f"Results in {out_dir}"]
-    metrics_path = out_dir / "group" / "desc-cv_metrics.tsv"
-    if metrics_path.exists():
-        metrics = pd.read_csv(metrics_path, sep="\t", na_values="n/a")
-        fold = metrics["fold"].astype(str)
-        mean = {(r.contrast, r.model): r for r in metrics[fold == "mean"].itertuples()}
-        lines.append("Out-of-fold metrics (pooled over folds, threshold chosen on validation data; "
-                     "per-fold AUC mean +- SD):")
-        for row in metrics[fold == "pooled"].itertuples():
-            per_fold = mean.get((row.contrast, row.model))
-            folds = f"  folds {per_fold.auc:.3f} +- {per_fold.auc_fold_sd:.3f}" if per_fold is not None else ""
-            lines.append(f"  {row.contrast:8s} {row.model:8s} AUC {row.auc:.3f} "
-                         f"[{row.auc_ci_low:.3f}, {row.auc_ci_high:.3f}]{folds}  sensitivity {row.sensitivity:.2f}  "
-                         f"specificity {row.specificity:.2f}  n={row.n}")
+    testing = _testing_only(out_dir)
+    lines = []
+    if testing:
+        lines += [RULE, "TESTING ONLY: these models use the random 'tiny' backbone (--sloppy). Their accuracy",
+                  "figures only show that the software runs end to end, not how well MRI predicts amyloid.", RULE]
+    lines += _auc_lines(out_dir, testing)
     predictions = out_dir / "group" / "sub-all_desc-amyloid_predictions.tsv"
     if predictions.exists():
         table = pd.read_csv(predictions, sep="\t", na_values="n/a")
         positive = int((table["label"] == "positive").sum())
-        lines.append(f"MRI-only predictions: {len(table)} (session, contrast) rows, {positive} positive -> {predictions}")
-    for name, path in (("model bundle", out_dir / "models"), ("group report", out_dir / "group" / "group_report.html")):
-        if path.exists():
-            lines.append(f"{name}: {path}")
+        lines.append(f"MRI-only predictions: {len(table)} (session, contrast) rows, {positive} predicted positive"
+                     + (" (testing only)" if testing else ""))
+    lines += _timing_lines(timings)
     reports = sorted(out_dir.glob("sub-*.html"))
-    if reports:
-        lines.append(f"participant reports: {len(reports)} (e.g. {reports[0]})")
+    opened = [("group report", out_dir / "group" / "group_report.html"),
+              ("a participant report", reports[0] if reports else None), ("predictions table", predictions)]
+    shown = [(name, path) for name, path in opened if path is not None and path.exists()]
+    if shown:
+        lines.append("Open next:")
+        lines += [f"  {name:22s} {path}" for name, path in shown]
+    if testing:
+        lines += ["The real model (BiomedCLIP ViT-B/16):",
+                  "  bids_amyloid fetch-weights WEIGHTS/biomedclip   # once, on a machine with internet",
+                  "  then the same commands without --sloppy, with --backbone-weights WEIGHTS/biomedclip",
+                  "  (group level: a GPU, --device cuda; see README.md)"]
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bids_amyloid.report.summary", description=__doc__.splitlines()[0])
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--timings", type=Path, help="TSV of step<TAB>seconds to print")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bids_amyloid.report.summary OUTPUT_DIR", file=sys.stderr)
-        return 64
-    print(summarise(Path(args[0])))
+    args = build_parser().parse_args(argv)
+    print(summarise(args.output_dir, args.timings))
     return 0
 
 

@@ -169,3 +169,22 @@ def test_group_killed_then_resumed_matches(app, tmp_path):
     assert not list(out.rglob(".tmp-*")) and not list((tmp_path / "work").rglob(".tmp-*"))
     reference = (app.out / "group" / "desc-oof_predictions.tsv").read_text()
     assert (out / "group" / "desc-oof_predictions.tsv").read_text() == reference
+
+
+def test_example_summary_says_testing_only_first_and_ends_with_what_to_open(app, tmp_path):
+    """The summary that ends scripts/example.sh, on this tiny run's outputs."""
+    from bids_amyloid.report.summary import summarise
+
+    timings = tmp_path / "timings.tsv"
+    timings.write_text("participant level: preprocess MRI and PET\t12\ngroup level\t30\n")
+    text = summarise(app.out, timings)
+    lines = text.splitlines()
+    assert lines[1].startswith("TESTING ONLY: these models use the random 'tiny' backbone")
+    assert any("PET teacher (reads PET + MRI)" in line and "AUC" in line for line in lines)
+    assert any("MRI-only student" in line and "no meaning" in line for line in lines)
+    assert "total" in text and "42 s" in text
+    opened = lines.index("Open next:")
+    assert lines[opened + 1].split()[-1] == str(app.out / "group" / "group_report.html")
+    assert lines[opened + 2].split()[-1].endswith(".html") and "participant report" in lines[opened + 2]
+    assert lines[opened + 3].split()[-1] == str(app.out / "group" / "sub-all_desc-amyloid_predictions.tsv")
+    assert "bids_amyloid fetch-weights WEIGHTS/biomedclip" in text and "without --sloppy" in lines[-2]
