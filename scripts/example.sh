@@ -42,7 +42,7 @@ step "participant level: preprocess MRI and PET" participant.log \
 step "group level: teacher + student, 3-fold CV" group.log \
   $bin/bids_amyloid "$root/bids" "$root/out" group "${common[@]}" --folds 3 \
   --input-slices 10 --phase0-epochs 8 --phase1-epochs 2 --monitor auc
-step "prediction from MRI alone (participant --model)" predict.log \
+step "prediction from MRI alone (--model)" predict.log \
   $bin/bids_amyloid "$root/bids" "$root/out" participant "${common[@]}" --model "$root/out"
 echo
 $bin/python -m bids_amyloid.report.summary "$root/out" --timings "$timings"
