@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Write the Boutiques descriptor (schema 0.5) from the CLI parser.
+"""Write the Boutiques descriptor (schema 0.5) and docs/options.md from the CLI parser.
 
-    python .ci/make_boutiques.py           # rewrite bids_amyloid/data/boutiques.json + boutiques.json
-    python .ci/make_boutiques.py --check   # exit 1 if either file is out of date
+    python .ci/make_boutiques.py           # rewrite bids_amyloid/data/boutiques.json, boutiques.json, docs/options.md
+    python .ci/make_boutiques.py --check   # exit 1 if any of them is out of date
 
 Inputs are derived from ``bids_amyloid.cli.build_parser()`` (one input per option, aliases named
 in the description), so the descriptor cannot drift from the CLI; the metadata below (outputs,
@@ -20,14 +20,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bids_amyloid import __version__  # noqa: E402
-from bids_amyloid.cli import build_parser  # noqa: E402
+from bids_amyloid.cli import ExecSpecAction, build_parser  # noqa: E402
 from bids_amyloid.errors import EXIT_CODES  # noqa: E402
 
 TARGETS = (REPO / "bids_amyloid" / "data" / "boutiques.json", REPO / "boutiques.json")
+OPTIONS_PAGE = REPO / "docs" / "options.md"
 
 # Path options that name something that must already exist (Boutiques "File"); other paths
 # (the output and work folders, created by the app) are "String".
-EXISTING_PATHS = {"bids_dir", "bids_filter_file", "model", "backbone_weights", "labels_file"}
+EXISTING_PATHS = {"bids_dir", "bids_filter_file", "model_path", "backbone_weights", "labels_file", "config"}
 NAMES = {
     "bids_dir": "BIDS dataset",
     "output_dir": "output folder",
@@ -45,10 +46,12 @@ DESCRIPTION = (
 )
 
 
-def _help(action: argparse.Action) -> str:
+def _help(action: argparse.Action, with_aliases: bool = True) -> str:
     text = (action.help or "").strip()
     if "%(default)" in text:
         text = text % {"default": action.default}
+    if not with_aliases:
+        return text
     aliases = [s for s in action.option_strings if s != _flag(action)]
     if aliases:
         text += f" (alias: {', '.join(aliases)})"
@@ -62,7 +65,7 @@ def _flag(action: argparse.Action) -> str:
     return longs[0] if longs else action.option_strings[0]
 
 
-def _input(action: argparse.Action) -> dict:
+def _input(action: argparse.Action, defaults: dict) -> dict:
     dest = action.dest
     item: dict = {
         "id": dest,
@@ -73,7 +76,7 @@ def _input(action: argparse.Action) -> dict:
     }
     if action.option_strings:
         item["command-line-flag"] = _flag(action)
-    if isinstance(action, (argparse._StoreTrueAction, argparse._CountAction)):
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._CountAction)):
         item["type"] = "Flag"
         if isinstance(action, argparse._CountAction):
             item["description"] += " (repeat the flag on the command line for more detail)"
@@ -90,22 +93,29 @@ def _input(action: argparse.Action) -> dict:
         item["list"] = True
         if action.nargs == "+":
             item["min-list-entries"] = 1
+    elif isinstance(action.nargs, int) and action.nargs > 1:  # a fixed-length tuple (START END, LOW HIGH)
+        item.update({"list": True, "min-list-entries": action.nargs, "max-list-entries": action.nargs})
     choices = list(action.choices) if action.choices else None
     if dest == "analysis_level":  # parsed as a string so the app can exit 17 on an unknown level
         choices = ["participant", "group"]
     if choices:
         item["value-choices"] = choices
-    default = action.default
-    if default not in (None, [], "", False) and not isinstance(default, Path):
+    default = defaults.get(dest, action.default)  # settings' options have suppressed argparse defaults
+    if isinstance(default, (tuple, dict)):
+        default = list(default) if isinstance(default, tuple) else None
+    if default not in (None, [], "", False, argparse.SUPPRESS) and not isinstance(default, Path):
         item["default-value"] = default
     return item
 
 
 def descriptor() -> dict:
+    from bids_amyloid.config.options import dest
+
     parser = build_parser()
+    defaults = {dest(s): s.default for s in parser.get_default("settings")}
     actions = [a for a in parser._actions
-               if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
-    inputs = [_input(a) for a in actions]
+               if not isinstance(a, (argparse._HelpAction, argparse._VersionAction, ExecSpecAction))]
+    inputs = [_input(a, defaults) for a in actions]
     groups = []
     for group in parser._action_groups:
         members = [a.dest for a in group._group_actions if a in actions]
@@ -158,7 +168,7 @@ def descriptor() -> dict:
                     "bids_dir": "data",
                     "output_dir": "out",
                     "analysis_level": "participant",
-                    "participant_label": ["001"],
+                    "participant_labels": ["001"],
                     "work_dir": "work",
                     "sloppy": True,
                     "skip_bids_validation": True,
@@ -174,17 +184,39 @@ def render() -> str:
     return json.dumps(descriptor(), indent=2) + "\n"
 
 
+def options_page() -> str:
+    """Every option of ``bids_amyloid --help`` as Markdown tables, one per group (help texts name defaults)."""
+    parser = build_parser()
+    lines = ["# Command-line options", "",
+             "Generated from the parser by `python .ci/make_boutiques.py` (the parser is generated from",
+             "`bids_amyloid.config`); `bids_amyloid --help` prints the same. `--config FILE` starts from a",
+             "saved run configuration (`OUTPUT_DIR/logs/*_config.json`); options given with it override it. The",
+             "training recipe (`train.recipe`: learning rates, schedules, loss weights) has no options: set it",
+             "in such a file.", ""]
+    for group in parser._action_groups:
+        actions = [a for a in group._group_actions if a.option_strings and a.help != argparse.SUPPRESS]
+        if actions:
+            title = "general" if group.title in ("options", "optional arguments") else group.title
+            lines += [f"## {title}", "", "| option | meaning |", "|---|---|"]
+            for a in actions:
+                flags = ", ".join(f"`{f}`" for f in a.option_strings) + (f" `{a.metavar}`" if a.metavar else "")
+                text = " ".join(_help(a, with_aliases=False).split()).replace("|", "\\|")
+                lines.append(f"| {flags} | {text} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = ap.parse_args(argv)
-    text = render()
-    stale = [p for p in TARGETS if not p.is_file() or p.read_text() != text]
+    texts = {**{p: render() for p in TARGETS}, OPTIONS_PAGE: options_page()}
+    stale = [p for p, text in texts.items() if not p.is_file() or p.read_text() != text]
     if args.check:
         for p in stale:
             print(f"{p.relative_to(REPO)} is out of date: run python .ci/make_boutiques.py", file=sys.stderr)
         return 1 if stale else 0
-    for p in TARGETS:
+    for p, text in texts.items():
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
         print(f"wrote {p.relative_to(REPO)}")

@@ -122,8 +122,10 @@ def run_reference(inp: dict, out: Path, threads: int) -> dict:
     from PIL import Image
 
     from bids_amyloid.config import PreprocessConfig
-    from bids_amyloid.preprocess import register, skullstrip, template
-    from bids_amyloid.preprocess.images import load_image, to_ants
+    from bids_amyloid.preprocess import register, skullstrip
+    from bids_amyloid.preprocess.images import load_image
+    from bids_amyloid.space import template
+    from bids_amyloid.space.antsio import to_ants
 
     register.configure_ants(1234, threads)
     stages: dict[str, dict] = {}

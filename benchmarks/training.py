@@ -339,6 +339,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from bids_amyloid.bids.derivatives import Derivatives
     from bids_amyloid.bids.layout import discover_sessions, require_labels
     from bids_amyloid.config import Config, ModelConfig
     from bids_amyloid.models.inputs import select_slices, to_model_input
@@ -353,8 +354,8 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     config = Config(bids_dir=bids, output_dir=out_dir, analysis_level="group", skip_bids_validation=True,
                     work_dir=Path("/tmp") / "bids_amyloid-probe-work", contrasts=[args.contrast],
                     model=ModelConfig(backbone=args.backbone, backbone_weights=args.weights))
-    samples = student_samples(build_samples(require_labels(discover_sessions(config), config), out_dir,
-                                            args.contrast)[0])
+    samples = student_samples(build_samples(require_labels(discover_sessions(config), config),
+                                            Derivatives(out_dir), args.contrast)[0])
     splits = Splits.from_json(json.loads(args.splits.read_text()), args.splits)
     fold_of_subject = {f.index: {s: p for p in ("train", "val", "test") for s in getattr(f, p)} for f in splits.folds}
     encoder = load_slice_encoder(args.backbone, args.weights).eval()

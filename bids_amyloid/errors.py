@@ -68,7 +68,15 @@ class InputIOError(BidsAmyloidError):
     exit_code = 74
 
 
-class NotImplementedYet(BidsAmyloidError):
-    """A stage that a later release fills in; never a fake result."""
 
-    exit_code = 1
+def read_option_json(path, option: str):
+    """The JSON in a file an option names; UsageError (64) naming the option and the file otherwise."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from exc
+    except ValueError as exc:
+        raise UsageError(f"{option} {path}: not valid JSON ({exc})") from exc

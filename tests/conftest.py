@@ -105,13 +105,3 @@ def isolated_inference(no_real_weights):
     loading.clear_cache()
     yield
     loading.clear_cache()
-
-
-@pytest.fixture(scope="session")
-def tiny_weights_dir(tmp_path_factory) -> Path:
-    """Random tiny backbone weights in the real on-disk format (TESTING ONLY)."""
-    from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
-
-    root = tmp_path_factory.mktemp("weights")
-    checkpoint = write_random_checkpoint(root / "open_clip_pytorch_model.bin", "tiny", seed=0)
-    return convert_checkpoint(checkpoint, root / "tiny", "tiny")

@@ -3,7 +3,10 @@ code, no traceback (unless -v), and no partial output. Cases are made on the fly
 synthetic cohort; image cases select only the broken subject so they fail fast, at loading."""
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import logging
 import shutil
 import subprocess
 import sys
@@ -13,12 +16,26 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bids_amyloid.cli import main
+
 BROKEN = "001"
 
 
-def run_cli(*args, verbose=False) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "bids_amyloid", *map(str, args)] + (["-v"] if verbose else [])
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def run_cli(*args, verbose=False, in_process=True) -> subprocess.CompletedProcess:
+    """The CLI on ``args``: in this process through ``cli.main`` (fast), or as ``python -m
+    bids_amyloid`` for the cases that test the exit-code plumbing of a real process."""
+    argv = [*map(str, args)] + (["-v"] if verbose else [])
+    if not in_process:
+        return subprocess.run([sys.executable, "-m", "bids_amyloid", *argv], capture_output=True, text=True,
+                              timeout=600)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse: usage errors
+            code = exc.code
+    logging.getLogger().handlers.clear()  # main's handler writes to ``err``, which is gone now
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -121,8 +138,8 @@ def test_bad_image(bids, tmp_path, case):
 def test_traceback_only_with_verbose(bids, tmp_path):
     _truncate(t1w_files(bids)[0])
     result = run_cli(bids, tmp_path / "o", "participant", "--participant-label", BROKEN,
-                     "--skip-bids-validation", "--sloppy", verbose=True)
-    assert result.returncode == 65 and "Traceback" in result.stderr
+                     "--skip-bids-validation", "--sloppy", verbose=True, in_process=False)
+    assert result.returncode == 65 and "Traceback" in result.stderr  # a real process: exit status and stderr
 
 
 def test_pet_without_any_mri(bids, tmp_path):
@@ -141,7 +158,7 @@ def test_no_dataset_description(bids, tmp_path):
 def test_not_a_bids_folder(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"x")
-    result = run_cli(tmp_path / "photos", tmp_path / "o", "participant")
+    result = run_cli(tmp_path / "photos", tmp_path / "o", "participant", in_process=False)
     assert result.returncode == 16 and "photos" in result.stderr
 
 

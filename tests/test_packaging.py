@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import bids_amyloid
-from bids_amyloid.cli import build_parser, main
+from bids_amyloid.cli import ExecSpecAction, build_parser, config_from_args, main
 from bids_amyloid.errors import EXIT_CODES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,8 +67,8 @@ def test_descriptor_inputs_match_parser():
     assert desc["container-image"] == {"type": "docker", "image": f"bids_amyloid:{bids_amyloid.__version__}"}
     by_id = {i["id"]: i for i in desc["inputs"]}
     for action in build_parser()._actions:
-        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
-            continue
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction, ExecSpecAction)):
+            continue  # print and exit: not inputs of a run
         item = by_id[action.dest]
         assert item["value-key"] in desc["command-line"]
         if action.option_strings:
@@ -97,14 +97,15 @@ def test_bosh_simulate_builds_the_cli_command(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("bids_amyloid ")][-1]
-    args = build_parser().parse_args(line.split()[1:])
+    args = config_from_args(build_parser().parse_args(line.split()[1:]))
     assert args.analysis_level == "participant" and args.sloppy
 
 
 def test_bids_exec_spec_serves_the_descriptor():
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(["--bids-exec-spec"]) == 0
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as info:
+        main(["--bids-exec-spec"])  # like --version: print and exit 0
+    assert info.value.code == 0
     assert out.getvalue() == PACKAGED.read_text()
 
 

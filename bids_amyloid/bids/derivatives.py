@@ -1,182 +1,243 @@
-"""Names and shared files of the derivatives folder.
+"""The one layout of the output folder: every file the app writes or reads there is named here.
 
-Every stage asks this module where a derivative goes, so names are decided in one place:
-``sub-<s>[/ses-<t>]/<datatype>/sub-<s>[_ses-<t>][_<entity>-<value>...]_<suffix><ext>``.
-Non-standard files (slice tensors, predictions, saliency) get BIDS-like names and are listed in
-``.bidsignore``.
+Writers and readers ask a :class:`Derivatives` (the whole folder) or its per-session view
+:class:`SessionDerivatives` for paths, so a name is decided in one place. Non-standard files
+(slice tensors, predictions, saliency, tables) get BIDS-like names and are listed in
+``.bidsignore`` (``bids.dataset``).
+
+```
+OUTPUT_DIR/
+  dataset_description.json  .bidsignore  sub-<s>.html (participant report)
+  logs/      <run>_config.json, participant-<tag>_{scans,pairing}.tsv
+  sub-<s>/figures/          QC figures, saliency PNGs
+  sub-<s>/ses-<t>/anat/     MRI derivatives (of the MRI session), predictions + saliency (of the session)
+  sub-<s>/ses-<t>/pet/      PET derivatives (of the PET session)
+  group/     desc-{oof,val}_predictions.tsv, desc-cv_metrics.tsv, sub-all_desc-amyloid_predictions.tsv,
+             group_report.html
+  models/    the bundle (one contrast) or models/<contrast>/ (several); splits.json
+```
 """
 from __future__ import annotations
 
-import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from bids_amyloid import __version__
-from bids_amyloid.bids.io import atomic_write_json, atomic_write_text, locked
+from bids_amyloid.bids.names import bids_name, derivative_path, session_key
 from bids_amyloid.config import TEMPLATE_SPACE
 
-PIPELINE_NAME = "bids_amyloid"
-CODE_URL = "https://github.com/bids-amyloid/bids_amyloid"
 
-BIDSIGNORE_PATTERNS = (
-    "*_desc-slices_*",
-    "*_predictions.tsv",
-    "*_predictions.json",
-    "*_saliency.nii.gz",
-    "*_saliency.json",
-    "*_regions.tsv",
-    "*_regions.json",
-    "*.html",
-    "*.svg",
-    "*.png",
-    "*_xfm.mat",
-    "*_xfm.h5",
-    "*_xfm.json",
-    "figures",
-    "sub-*/figures",
-    "models",
-    "group",
-    "logs",
-    "sub-*/log",
-    "*_config.json",
-)
-"""Patterns the BIDS validator must ignore in the output (no standard suffix exists for them)."""
+class Derivatives:
+    """Paths of the output folder ``root``."""
 
-ENTITY_ORDER = ("sub", "ses", "trc", "run", "from", "to", "space", "res", "label", "mode", "desc")
+    def __init__(self, root: Path):
+        self.root = Path(root)
 
+    # ------------------------------------------------------------------ top level and logs
+    @property
+    def description(self) -> Path:
+        return self.root / "dataset_description.json"
 
-def bids_name(subject: str, session: str | None, suffix: str, ext: str, **entities: str | None) -> str:
-    """Build ``sub-S[_ses-T][_key-value...]_suffix.ext`` with entities in BIDS order."""
-    parts = [f"sub-{subject}"]
-    if session:
-        parts.append(f"ses-{session}")
-    unknown = set(entities) - set(ENTITY_ORDER)
-    if unknown:
-        raise ValueError(f"unknown BIDS entities {sorted(unknown)}")
-    for key in ENTITY_ORDER[2:]:
-        value = entities.get(key)
-        if value is not None:
-            parts.append(f"{key}-{value}")
-    return "_".join(parts) + f"_{suffix}{ext}"
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
 
+    def run_config(self, run: str) -> Path:
+        """``logs/<run>_config.json`` (run: 'group' or 'participant-<tag>')."""
+        return self.logs_dir / f"{run}_config.json"
 
-def session_dir(out_dir: Path, subject: str, session: str | None, datatype: str) -> Path:
-    folder = Path(out_dir) / f"sub-{subject}"
-    if session:
-        folder = folder / f"ses-{session}"
-    return folder / datatype
+    def run_summary(self, tag: str) -> tuple[Path, Path]:
+        """The participant run summary tables: every scan with its fate, and the MRI-PET pairing."""
+        return self.logs_dir / f"participant-{tag}_scans.tsv", self.logs_dir / f"participant-{tag}_pairing.tsv"
 
+    def subject_dir(self, subject: str) -> Path:
+        return self.root / f"sub-{subject}"
 
-def derivative_path(
-    out_dir: Path, subject: str, session: str | None, datatype: str, suffix: str, ext: str, **entities: str | None
-) -> Path:
-    """Full path of one derivative file."""
-    return session_dir(out_dir, subject, session, datatype) / bids_name(subject, session, suffix, ext, **entities)
+    def figures_dir(self, subject: str) -> Path:
+        return self.subject_dir(subject) / "figures"
 
+    def participant_report(self, subject: str) -> Path:
+        return self.root / f"sub-{subject}.html"
 
-def slice_cache_path(out_dir: Path, subject: str, session: str | None, modality: str, tracer: str | None = None) -> Path:
-    """Slice tensor (float16 .npy, [n_slices, H, W]) of one MRI contrast or of PET (modality 'pet')."""
-    datatype = "pet" if modality == "pet" else "anat"
-    return derivative_path(
-        out_dir, subject, session, datatype, modality, ".npy", trc=tracer, space=TEMPLATE_SPACE, desc="slices"
-    )
+    def participant_reports(self) -> list[Path]:
+        return sorted(self.root.glob("sub-*.html"))
 
+    def session(self, subject: str, session: str | None, *, mri_session: str | None = None, anchor: str = "T1w",
+                registration: str = "affine") -> SessionDerivatives:
+        """The files of one session (MRI derivatives from ``mri_session``, default ``session``)."""
+        mri = mri_session if mri_session is not None else session
+        return SessionDerivatives(self, subject, session, mri, anchor, ".h5" if registration == "syn" else ".mat")
 
-def run_summary_paths(out_dir: Path, tag: str) -> tuple[Path, Path]:
-    """The participant run summary tables: every scan with its fate, and the MRI-PET pairing."""
-    logs = Path(out_dir) / "logs"
-    return logs / f"participant-{tag}_scans.tsv", logs / f"participant-{tag}_pairing.tsv"
+    def subject_files(self, subject: str) -> dict[str, dict[str, list[Path]]]:
+        """A subject's predictions, saliency maps, regions tables and QC figures by session label
+        ('' for none; a session with other outputs only still gets an entry)."""
+        root = self.subject_dir(subject)
+        found: dict[str, dict[str, list[Path]]] = {}
+        patterns = {"predictions": "*_desc-amyloid_predictions.tsv", "saliency": "*_saliency.nii.gz",
+                    "regions": "*_regions.tsv"}
+        for kind, pattern in patterns.items():
+            for path in sorted(root.glob(f"**/anat/{pattern}")):
+                found.setdefault(_session_of(path), {}).setdefault(kind, []).append(path)
+        for path in sorted(self.figures_dir(subject).glob("*")):
+            if path.suffix.lower() in (".svg", ".png") and not path.name.endswith("_saliency.png"):
+                found.setdefault(_session_of(path), {}).setdefault("qc", []).append(path)
+        for folder in sorted(root.glob("ses-*")):
+            if folder.is_dir():
+                found.setdefault(folder.name[len("ses-"):], {})
+        return found
 
+    def overlay_figure(self, saliency: Path) -> Path:
+        """The cached PNG overlay of a saliency map (in the subject's figures folder)."""
+        return self.figures_dir(saliency.name.split("_")[0][len("sub-"):]) / (saliency.name.split(".")[0] + ".png")
 
-def container_info() -> dict[str, str] | None:
-    """Container type/tag when running inside our image (set by the Dockerfile)."""
-    kind = os.environ.get("BIDS_AMYLOID_CONTAINER_TYPE")
-    if not kind:
-        return None
-    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
-        kind = "apptainer"  # our Docker image converted and run by Apptainer/Singularity
-    return {"Type": kind, "Tag": os.environ.get("BIDS_AMYLOID_CONTAINER_TAG", f"bids_amyloid:{__version__}")}
+    def session_predictions(self) -> list[Path]:
+        """Every per-session predictions table (for the gathered table and the report)."""
+        return sorted(set(self.root.glob("sub-*/ses-*/anat/*_desc-amyloid_predictions.tsv"))
+                      | set(self.root.glob("sub-*/anat/*_desc-amyloid_predictions.tsv")))
 
+    # ------------------------------------------------------------------ group level
+    @property
+    def group_dir(self) -> Path:
+        return self.root / "group"
 
-def dataset_description(source_dir: Path) -> dict[str, Any]:
-    generated_by: dict[str, Any] = {"Name": PIPELINE_NAME, "Version": __version__, "CodeURL": CODE_URL}
-    container = container_info()
-    if container:
-        generated_by["Container"] = container
-    source_name = _source_name(source_dir)
-    return {
-        "Name": f"{PIPELINE_NAME} derivatives of {source_name}",
-        "BIDSVersion": "1.10.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated_by],
-        "SourceDatasets": [{"URL": Path(source_dir).resolve().as_uri()}],
-        # sidecar Sources use bids:raw:<path> URIs
-        "DatasetLinks": {"raw": Path(source_dir).resolve().as_uri()},
-    }
+    @property
+    def oof_predictions(self) -> Path:
+        return self.group_dir / "desc-oof_predictions.tsv"
 
+    @property
+    def val_predictions(self) -> Path:
+        return self.group_dir / "desc-val_predictions.tsv"
 
-def _source_name(source_dir: Path) -> str:
-    try:
-        return json.loads((Path(source_dir) / "dataset_description.json").read_text())["Name"]
-    except (OSError, ValueError, KeyError):
-        return Path(source_dir).name
+    @property
+    def cv_metrics(self) -> Path:
+        return self.group_dir / "desc-cv_metrics.tsv"
 
+    @property
+    def all_predictions(self) -> Path:
+        """Participant-level predictions of every session, gathered."""
+        return self.group_dir / "sub-all_desc-amyloid_predictions.tsv"
 
-def init_output_dir(out_dir: Path, source_dir: Path) -> None:
-    """Create the shared top-level files once, safely under concurrent jobs.
+    @property
+    def group_report(self) -> Path:
+        return self.group_dir / "group_report.html"
 
-    Writes ``dataset_description.json`` and ``.bidsignore`` if absent (a Slurm array of N jobs
-    writes each exactly once), and warns-by-marker when another version wrote the folder.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    description = out_dir / "dataset_description.json"
-    with locked(description):
-        if not description.exists():
-            atomic_write_json(description, dataset_description(source_dir))
-        ignore = out_dir / ".bidsignore"
-        existing = ignore.read_text().splitlines() if ignore.exists() else []
-        missing = [p for p in BIDSIGNORE_PATTERNS if p not in existing]
-        if missing:
-            atomic_write_text(ignore, "\n".join(existing + missing) + "\n")
+    def ablation_tables(self) -> list[Path]:
+        return sorted(self.group_dir.glob("*ablation*.tsv"))
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def splits(self) -> Path:
+        return self.models_dir / "splits.json"
+
+    def bundle_dir(self, contrast: str, n_contrasts: int) -> Path:
+        """``models/`` for one trained contrast, ``models/<contrast>/`` for several."""
+        return self.models_dir if n_contrasts == 1 else self.models_dir / contrast
+
+    def bundles(self) -> list[Path]:
+        """Bundle folders written here (those holding a bundle.json)."""
+        return sorted({p.parent for p in (*self.models_dir.glob("bundle.json"), *self.models_dir.glob("*/bundle.json"))})
 
 
-def output_version(out_dir: Path) -> str | None:
-    """Version of bids_amyloid that created ``out_dir`` (None if unknown)."""
-    try:
-        data = json.loads((Path(out_dir) / "dataset_description.json").read_text())
-        return data["GeneratedBy"][0]["Version"]
-    except (OSError, ValueError, KeyError, IndexError):
-        return None
+def _session_of(path: Path) -> str:
+    parts = [p for p in path.name.split("_") if p.startswith("ses-")]
+    return parts[0][len("ses-"):] if parts else ""
 
 
-def provenance(config_dict: dict[str, Any], sources: list[str], checksums: dict[str, str] | None = None) -> dict[str, Any]:
-    """The provenance block every sidecar carries: sources, version, settings, seed, checksums."""
-    block: dict[str, Any] = {
-        "Sources": sources,
-        "GeneratedBy": {"Name": PIPELINE_NAME, "Version": __version__},
-        "RandomSeed": config_dict.get("seed"),
-        "Settings": config_dict,
-    }
-    if checksums:
-        block["SourceChecksums"] = {k: f"sha256:{v}" for k, v in checksums.items()}
-    return block
+@dataclass(frozen=True)
+class SessionDerivatives:
+    """The files of one session: MRI derivatives live in the MRI session's folder (another
+    session's when the MRI is borrowed), PET derivatives and predictions in this session's."""
 
+    layout: Derivatives
+    sub: str
+    ses: str | None
+    mri_ses: str | None
+    anchor: str
+    xfm_ext: str
 
-def bids_uri(path: Path, root: Path, dataset: str = "raw") -> str:
-    """``bids:<dataset>:<relative path>`` for ``Sources`` fields."""
-    return f"bids:{dataset}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+    @property
+    def key(self) -> str:
+        return session_key(self.sub, self.ses)
 
+    def _anat(self, suffix: str, ext: str = ".nii.gz", **entities: str | None) -> Path:
+        return derivative_path(self.layout.root, self.sub, self.mri_ses, "anat", suffix, ext, **entities)
 
-def output_uri(path: Path, root: Path) -> str:
-    """``bids::<path>`` for a file inside the output dataset ``root``, else its absolute path."""
-    try:
-        return bids_uri(path, root, dataset="")
-    except ValueError:
-        return str(Path(path).resolve())
+    def _pet(self, suffix: str, ext: str, **entities: str | None) -> Path:
+        return derivative_path(self.layout.root, self.sub, self.ses, "pet", suffix, ext, **entities)
 
+    def _own(self, suffix: str, ext: str, **entities: str | None) -> Path:
+        return derivative_path(self.layout.root, self.sub, self.ses, "anat", suffix, ext, **entities)
 
-def json_sidecar(path: Path) -> Path:
-    """The JSON sidecar of an output file: everything after the first dot of the name -> ``.json``."""
-    return path.with_name(path.name.split(".")[0] + ".json")
+    # ------------------------------------------------------------------ folders
+    @property
+    def anat_dir(self) -> Path:
+        return self._anat(self.anchor).parent
+
+    @property
+    def pet_dir(self) -> Path:
+        return self._pet("pet", ".nii.gz").parent
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.layout.figures_dir(self.sub)
+
+    # ------------------------------------------------------------------ MRI (of the MRI session)
+    def native_preproc(self) -> Path:
+        return self._anat(self.anchor, desc="preproc")
+
+    def brain_mask(self) -> Path:
+        return self._anat("mask", desc="brain")
+
+    def template_mask(self) -> Path:
+        return self._anat("mask", space=TEMPLATE_SPACE, desc="brain")
+
+    def xfm_to_template(self) -> Path:
+        return self._anat("xfm", self.xfm_ext, **{"from": self.anchor, "to": TEMPLATE_SPACE, "mode": "image"})
+
+    def xfm_from_template(self) -> Path:
+        return self._anat("xfm", self.xfm_ext, **{"from": TEMPLATE_SPACE, "to": self.anchor, "mode": "image"})
+
+    def template_preproc(self, contrast: str) -> Path:
+        return self._anat(contrast, space=TEMPLATE_SPACE, desc="preproc")
+
+    def xfm_to_anchor(self, contrast: str) -> Path:
+        return self._anat("xfm", ".mat", **{"from": contrast, "to": self.anchor, "mode": "image"})
+
+    def slices(self, contrast: str) -> Path:
+        """MRI slice tensor (float16 .npy, [n_slices, H, W]): the model input."""
+        return self._anat(contrast, ".npy", space=TEMPLATE_SPACE, desc="slices")
+
+    def figure(self, contrast: str, desc: str) -> Path:
+        return self.figures_dir / bids_name(self.sub, self.mri_ses, contrast, ".svg", desc=desc)
+
+    # ------------------------------------------------------------------ PET (of this session)
+    def pet_static(self, tracer: str) -> Path:
+        return self._pet("pet", ".nii.gz", trc=tracer, desc="static")
+
+    def pet_suvr(self, tracer: str) -> Path:
+        return self._pet("pet", ".nii.gz", trc=tracer, space=TEMPLATE_SPACE, desc="suvr")
+
+    def pet_xfm(self, tracer: str) -> Path:
+        return self._pet("xfm", ".mat", trc=tracer, **{"from": "petref", "to": self.anchor, "mode": "image"})
+
+    def pet_slices(self, tracer: str) -> Path:
+        return self._pet("pet", ".npy", trc=tracer, space=TEMPLATE_SPACE, desc="slices")
+
+    def pet_figure(self, tracer: str) -> Path:
+        return self.figures_dir / bids_name(self.sub, self.ses, "pet", ".svg", trc=tracer, desc="petreg")
+
+    # ------------------------------------------------------------------ predictions (of this session)
+    def predictions(self) -> Path:
+        return self._own("predictions", ".tsv", desc="amyloid")
+
+    def saliency(self, contrast: str, method: str) -> dict[str, Path]:
+        """Template-space map, native map and regions table of one contrast and method."""
+        desc = f"{method}{contrast}"
+        return {"template": self._own("saliency", ".nii.gz", space=TEMPLATE_SPACE, desc=desc),
+                "native": self._own("saliency", ".nii.gz", desc=desc),
+                "regions": self._own("regions", ".tsv", space=TEMPLATE_SPACE, desc=desc)}
+
+    def saliency_figure(self, contrast: str, method: str) -> Path:
+        return self.figures_dir / bids_name(self.sub, self.ses, "saliency", ".png", desc=f"{method}{contrast}")

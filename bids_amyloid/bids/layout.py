@@ -30,23 +30,12 @@ from bids_amyloid.errors import (
     MissingInputError,
     NothingSelectedError,
     UsageError,
+    read_option_json,
 )
 
 log = logging.getLogger("bids_amyloid.bids")
 
-LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
 FILTER_KEYS = ("T1w", "T2w", "FLAIR", "T2starw", "pet")
-
-
-def clean_label(value: str, prefix: str) -> str:
-    """Strip an optional ``sub-``/``ses-`` prefix and reject anything but a BIDS label.
-
-    BIDS labels are alphanumeric, so this also stops path traversal (``../``) through labels.
-    """
-    label = value[len(prefix):] if value.startswith(prefix) else value
-    if not LABEL_RE.match(label):
-        raise UsageError(f"invalid label {value!r}: BIDS labels are letters and digits only")
-    return label
 
 
 def check_bids_root(bids_dir: Path) -> None:
@@ -98,12 +87,7 @@ def read_filters(path: Path | None) -> dict[str, dict[str, Any]]:
     """Load ``--bids-filter-file``: ``{"T1w": {"acquisition": "mprage"}, "pet": {...}}``."""
     if path is None:
         return {}
-    try:
-        filters = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read filter file {path}: {exc}") from exc
-    except ValueError as exc:
-        raise UsageError(f"filter file {path} is not valid JSON: {exc}") from exc
+    filters = read_option_json(path, "--bids-filter-file")
     if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
         raise UsageError(f"filter file {path} must map a contrast name to an object of PyBIDS queries")
     unknown = set(filters) - set(FILTER_KEYS)
@@ -181,6 +165,29 @@ def discover_sessions(config: Config, *, validate: bool | None = None) -> list[S
     return discover(config, validate=validate).sessions
 
 
+def _session_scans(layout, subject: str, ses: str | None, config: Config, filters: dict,
+                   skipped: list[SkippedScan], notes: dict[Path, str]) -> tuple[dict[str, Path], tuple]:
+    """The chosen MRI per contrast and the PET scans of one session; passed-over scans go to
+    ``skipped``, contrast-alias notes (T2star as T2starw, ...) to ``notes``."""
+    query = {"subject": subject, **({"session": ses} if ses is not None else {})}
+    anat = {}
+    for contrast in config.contrasts:
+        files = scans.contrast_files(layout, contrast, query, filters.get(contrast))
+        chosen, passed = scans.choose_mri(files, contrast, subject, ses)
+        skipped += passed
+        if chosen is not None:
+            anat[contrast] = chosen
+            note = scans.alias_note(next(f for f in files if Path(f.path) == chosen), contrast)
+            if note:
+                log.info("%s: %s", chosen.name, note)
+                notes[chosen] = note
+    pet_files = layout.get(datatype="pet", suffix="pet", extension=scans.EXTENSIONS, **query,
+                           **filters.get("pet", {}))
+    pets, passed = scans.pet_scans(layout, Path(config.bids_dir), pet_files, subject, ses, config)
+    skipped += passed
+    return anat, tuple(pets)
+
+
 def _subject_sessions(layout, subject: str, config: Config, filters: dict, labels: LabelTable) -> Discovery:
     bids_dir = Path(config.bids_dir)
     session_ids = sorted(layout.get_sessions(subject=subject), key=_natural_key) or [None]
@@ -189,23 +196,8 @@ def _subject_sessions(layout, subject: str, config: Config, filters: dict, label
     skipped: list[SkippedScan] = []
     notes: dict[Path, str] = {}
     for ses in session_ids:
-        query = {"subject": subject, **({"session": ses} if ses is not None else {})}
-        anat = {}
-        for contrast in config.contrasts:
-            files = scans.contrast_files(layout, contrast, query, filters.get(contrast))
-            chosen, passed = scans.choose_mri(files, contrast, subject, ses)
-            skipped += passed
-            if chosen is not None:
-                anat[contrast] = chosen
-                note = scans.alias_note(next(f for f in files if Path(f.path) == chosen), contrast)
-                if note:
-                    log.info("%s: %s", chosen.name, note)
-                    notes[chosen] = note
-        pet_files = layout.get(datatype="pet", suffix="pet", extension=scans.EXTENSIONS, **query,
-                               **filters.get("pet", {}))
-        pets, passed = scans.pet_scans(layout, bids_dir, pet_files, subject, ses, config)
-        skipped += passed
-        anat_by_session[ses], pet_by_session[ses] = anat, tuple(pets)
+        anat_by_session[ses], pet_by_session[ses] = _session_scans(layout, subject, ses, config, filters,
+                                                                   skipped, notes)
     with_mri = [s for s in session_ids if anat_by_session[s]]
     dates = pairing.session_dates(bids_dir, subject, session_ids)
     records, pairs, warned = [], [], set()

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bids_amyloid.bids.names import session_key
+
 
 @dataclass(frozen=True)
 class FrameTiming:
@@ -70,7 +72,7 @@ class Session:
     @property
     def key(self) -> str:
         """``sub-X_ses-Y`` (or ``sub-X``): a unique id for logs and tables."""
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return session_key(self.subject, self.session)
 
     @property
     def borrows_mri(self) -> bool:
@@ -111,3 +113,82 @@ class Discovery:
     pairings: list[Pairing] = field(default_factory=list)
     notes: dict[Path, str] = field(default_factory=dict)
     """How a file was read when its name says otherwise (``T2star`` as T2starw, ``acq-FLAIR_T2w`` as FLAIR)."""
+
+
+@dataclass(frozen=True)
+class PetDerivatives:
+    """What preprocessing wrote for one PET of a session (paths under OUTPUT_DIR, reference numbers)."""
+
+    tracer: str
+    source: Path
+    """Raw PET file."""
+    static: Path | None
+    """Static image made from the window frames of a 4-D PET (None for a 3-D PET)."""
+    suvr: Path
+    """SUVR image in template space (1 mm)."""
+    xfm_to_anchor: Path
+    """Rigid PET -> anchor (T1w) transform."""
+    slices: Path
+    """SUVR slice tensor (float16 .npy)."""
+    figure: Path | None
+    reference_mean: float
+    """Mean PET (input units) in the reference region."""
+    cortical_suvr: float | None
+    centiloid_estimate: float | None
+    """ESTIMATE from the cortical SUVR (not a calibrated Centiloid; never used as a label)."""
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """Paths of everything preprocessing wrote for one session (all under ``config.output_dir``).
+
+    MRI derivatives live in the MRI session's folder (``mri_session``; another session's when the
+    MRI is borrowed), PET derivatives in this session's ``pet/`` folder. Template-space images are
+    on the 1 mm MNI152NLin2009aSym grid (197 x 233 x 189).
+    """
+
+    subject: str
+    session: str | None
+    mri_session: str | None
+    anchor: str
+    """Contrast the MRI was anchored on (T1w when present)."""
+    native_preproc: Path
+    """Anchor (T1w) bias-corrected, RAS, native grid, with skull."""
+    brain_mask: Path
+    """Brain mask on the native grid."""
+    template_brain_mask: Path
+    xfm_to_template: Path
+    """Anchor -> template (ANTs: affine ``.mat``, or composite ``.h5`` for SyN)."""
+    xfm_from_template: Path
+    """Template -> anchor (the inverse, a separate file)."""
+    template_preproc: dict[str, Path] = field(default_factory=dict)
+    """Contrast -> bias-corrected, skull-stripped image in template space."""
+    xfm_to_anchor: dict[str, Path] = field(default_factory=dict)
+    """Non-anchor contrast -> rigid transform onto the anchor."""
+    slices: dict[str, Path] = field(default_factory=dict)
+    """Contrast -> MRI slice tensor (float16 .npy, [n_slices, 224, 224])."""
+    pet: dict[str, PetDerivatives] = field(default_factory=dict)
+    """Tracer -> PET derivatives (SUVR image, transform, slices, figure, reference numbers)."""
+    figures: tuple[Path, ...] = ()
+    computed: tuple[str, ...] = ()
+    """Stages run by this call."""
+    reused: tuple[str, ...] = ()
+    """Stages skipped because their outputs were complete."""
+
+    @property
+    def key(self) -> str:
+        return session_key(self.subject, self.session)
+
+    @property
+    def pet_slices(self) -> dict[str, Path]:
+        return {tracer: p.slices for tracer, p in self.pet.items()}
+
+    def files(self) -> list[Path]:
+        """Every data file listed above (sidecars not included)."""
+        out = [self.native_preproc, self.brain_mask, self.template_brain_mask, self.xfm_to_template,
+               self.xfm_from_template, *self.template_preproc.values(), *self.xfm_to_anchor.values(),
+               *self.slices.values(), *self.figures]
+        for p in self.pet.values():
+            out += [p.suvr, p.xfm_to_anchor, p.slices] + ([p.figure] if p.figure else []) + (
+                [p.static] if p.static else [])
+        return list(dict.fromkeys(out))

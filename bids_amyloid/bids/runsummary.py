@@ -11,30 +11,28 @@ from collections import Counter
 from pathlib import Path
 
 from bids_amyloid.bids.records import Discovery
-from bids_amyloid.bids.tables import write_table
+from bids_amyloid.bids.tables import Column, write_table
 
 log = logging.getLogger("bids_amyloid.participant")
 
 SCAN_COLUMNS = {
-    "participant_id": {"Description": "BIDS subject label with 'sub-'."},
-    "session_id": {"Description": "Session the scan belongs to, with 'ses-' (n/a without sessions)."},
-    "kind": {"Description": "MRI contrast the scan was read as, or 'pet'."},
-    "tracer": {"Description": "Amyloid tracer family of a PET (n/a for MRI or a skipped PET)."},
-    "file": {"Description": "The scan, relative to the input dataset."},
-    "status": {"Description": "What the run did with the scan.",
-               "Levels": {"used": "processed", "skipped": "left out (see reason)",
-                          "failed": "its session failed (see reason)"}},
-    "reason": {"Description": "Why it was skipped or failed, or how it was read (n/a: nothing to say)."},
+    "participant_id": Column("BIDS subject label with 'sub-'."),
+    "session_id": Column("Session the scan belongs to, with 'ses-' (n/a without sessions)."),
+    "kind": Column("MRI contrast the scan was read as, or 'pet'."),
+    "tracer": Column("Amyloid tracer family of a PET (n/a for MRI or a skipped PET)."),
+    "file": Column("The scan, relative to the input dataset."),
+    "status": Column("What the run did with the scan.", levels={
+        "used": "processed", "skipped": "left out (see reason)", "failed": "its session failed (see reason)"}),
+    "reason": Column("Why it was skipped or failed, or how it was read (n/a: nothing to say)."),
 }
 PAIRING_COLUMNS = {
-    "participant_id": {"Description": "BIDS subject label with 'sub-'."},
-    "pet_session_id": {"Description": "Session of the PET scan(s)."},
-    "tracers": {"Description": "Amyloid tracer families of the session's PET (comma separated)."},
-    "mri_session_id": {"Description": "MRI session paired with the PET (n/a: none close enough; the PET is not used)."},
-    "gap_days": {"Description": "Days between the PET and the MRI session (n/a when unknown).", "Units": "day"},
-    "dates_from": {"Description": "Where the session dates came from: same session, acq_time (sessions.tsv or "
-                                  "scans.tsv), day label (ses-d0129), month label (ses-M006) or session order "
-                                  "(no dates: gap unknown)."},
+    "participant_id": Column("BIDS subject label with 'sub-'."),
+    "pet_session_id": Column("Session of the PET scan(s)."),
+    "tracers": Column("Amyloid tracer families of the session's PET (comma separated)."),
+    "mri_session_id": Column("MRI session paired with the PET (n/a: none close enough; the PET is not used)."),
+    "gap_days": Column("Days between the PET and the MRI session (n/a when unknown).", units="day"),
+    "dates_from": Column("Where the session dates came from: same session, acq_time (sessions.tsv or scans.tsv), "
+                         "day label (ses-d0129), month label (ses-M006) or session order (no dates: gap unknown)."),
 }
 
 

@@ -20,12 +20,13 @@ the fold's maps sum to 1 over all slices (every fold gets the same say), and ave
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from bids_amyloid.models.device import autocast
 from torch import Tensor
 
 METHODS = ("gradcam", "gradient")
@@ -45,29 +46,6 @@ class EnsembleResult:
     @property
     def probabilities(self) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.logits.astype(np.float64)))
-
-
-def cpu_has_bf16() -> bool:
-    """True when oneDNN has native bf16 kernels on this CPU (AVX512-BF16 / AMX); elsewhere bf16
-    would be emulated and slower than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def precision(device: torch.device, cpu_bf16: bool) -> str:
-    """'bf16' (autocast) or 'float32': CUDA always bf16; the CPU when asked AND supported natively."""
-    if device.type == "cuda" or (cpu_bf16 and device.type == "cpu" and cpu_has_bf16()):
-        return "bf16"
-    return "float32"
-
-
-def autocast_for(device: torch.device, cpu_bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast per :func:`precision`; else a no-op."""
-    if precision(device, cpu_bf16) == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def shared_prefix_depth(students: Sequence[torch.nn.Module]) -> int:
@@ -128,7 +106,7 @@ def run_ensemble(students: Sequence[torch.nn.Module], x: Tensor, *, methods: Seq
     logits, weights = [], []
     sums = {m: None for m in methods}
     grad_mode = torch.enable_grad() if methods else torch.inference_mode()
-    with grad_mode, autocast_for(device, cpu_bf16):
+    with grad_mode, autocast(device, cpu_bf16=cpu_bf16):
         x_in = x.detach().clone().requires_grad_(want_grad)
         with torch.set_grad_enabled(want_grad):
             prefix = _prefix(students[0].encoder, x_in, depth)

@@ -1,8 +1,7 @@
 """Find, verify and load the model bundle(s) for inference, once per process.
 
-``--model PATH`` may name a bundle folder, a group output folder holding ``models/`` (one
-contrast trained), or one holding ``models/<contrast>/`` bundles (several contrasts trained:
-``workflows/group.py`` writes one bundle per contrast). Each bundle serves the contrast it was
+``--model PATH`` names bundles as :func:`bids_amyloid.models.bundle.find_bundles` finds them
+(``workflows/group.py`` writes one bundle per trained contrast). Each bundle serves the contrast it was
 trained on (``training_summary.json`` ``contrast``; else the contrasts of its configuration).
 """
 from __future__ import annotations
@@ -11,56 +10,32 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from bids_amyloid.config import CONTRASTS, Config
+from bids_amyloid.config import Config
 from bids_amyloid.errors import DataError, MissingInputError
 
-log = logging.getLogger("bids_amyloid.infer")
+if TYPE_CHECKING:  # torch is imported when a model is loaded, not when --help is shown
+    import torch
 
-MANIFEST = "manifest.json"
+    from bids_amyloid.models.bundle import Bundle
+    from bids_amyloid.models.networks import AmyloidNet
+
+log = logging.getLogger("bids_amyloid.infer")
 
 
 @dataclass
 class LoadedModel:
-    bundle: Any
-    """``bids_amyloid.models.bundle.Bundle``."""
-    students: list
-    """One ``AmyloidNet`` per fold, eval mode, no parameter gradients."""
-    device: Any
+    bundle: Bundle
+    students: list[AmyloidNet]
+    """One network per fold, eval mode, no parameter gradients."""
+    device: torch.device
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
 
 
-def resolve_device(preference: str):
-    """'auto' -> cuda when available else cpu; cuda without a GPU -> warning and cpu."""
-    import torch
-
-    available = torch.cuda.is_available()
-    if preference == "auto":
-        return torch.device("cuda" if available else "cpu")
-    if preference.startswith("cuda") and not available:
-        log.warning("device %r requested but CUDA is not available: predicting on the CPU", preference)
-        return torch.device("cpu")
-    return torch.device(preference)
-
-
-def find_bundles(path: Path) -> list[Path]:
-    """Bundle folders under ``--model PATH`` (DataError when there is none)."""
-    path = Path(path)
-    for candidate in (path, path / "models"):
-        if (candidate / MANIFEST).is_file():
-            return [candidate]
-    found = [path / sub / c for sub in ("models", ".") for c in CONTRASTS if (path / sub / c / MANIFEST).is_file()]
-    if found:
-        return sorted({p.resolve() for p in found})
-    what = ("does not exist" if not path.exists()
-            else f"holds no model bundle ({MANIFEST} in it, models/ or models/<contrast>/)")
-    raise DataError(f"--model {path} {what}; train one with the group level")
-
-
-def bundle_contrasts(bundle) -> list[str]:
+def bundle_contrasts(bundle: Bundle) -> list[str]:
     """Contrast(s) a bundle was trained on."""
     try:
         summary = bundle.read_json("training_summary.json")
@@ -68,22 +43,23 @@ def bundle_contrasts(bundle) -> list[str]:
         summary = None
     if isinstance(summary, dict) and summary.get("contrast"):
         return [str(summary["contrast"])]
-    contrasts = bundle.config.get("contrasts")
+    contrasts = bundle.config.contrasts
     if not contrasts:
         raise DataError(f"{bundle.path / 'config.json'}: no contrast recorded; cannot tell what the model reads")
     return [str(c) for c in contrasts]
 
 
-def open_bundles(path: Path) -> dict[str, Any]:
+def open_bundles(path: Path) -> dict[str, Bundle]:
     """contrast -> verified Bundle (checksums checked; missing or tampered -> DataError)."""
-    from bids_amyloid.models.bundle import load_bundle
+    from bids_amyloid.models.bundle import find_bundles, load_bundle
 
-    by_contrast: dict[str, Any] = {}
-    for folder in find_bundles(path):
-        try:
-            bundle = load_bundle(folder)
-        except MissingInputError as exc:
-            raise DataError(str(exc)) from exc
+    by_contrast: dict[str, Bundle] = {}
+    try:
+        bundles = [load_bundle(folder) for folder in find_bundles(path)]
+    except MissingInputError as exc:  # for prediction a missing model is bad input, not a missing file
+        raise DataError(str(exc)) from exc
+    for bundle in bundles:
+        folder = bundle.path
         for contrast in bundle_contrasts(bundle):
             if contrast in by_contrast:
                 raise DataError(f"two bundles for {contrast} under {path}: {by_contrast[contrast].path} and {folder}")
@@ -96,10 +72,11 @@ def load_model(config: Config, contrast: str) -> LoadedModel:
     import torch
 
     from bids_amyloid.models.bundle import load_students
+    from bids_amyloid.models.device import resolve_device
 
-    device = resolve_device(config.device)
-    key = (str(Path(config.model_path).resolve()), contrast, str(device), str(config.model.backbone_weights))
+    key = (str(Path(config.model_path).resolve()), contrast, config.device, str(config.model.backbone_weights))
     if key not in _CACHE:
+        device = resolve_device(config.device, purpose="prediction")
         bundles = open_bundles(config.model_path)
         if contrast not in bundles:
             raise DataError(f"--model {config.model_path}: no bundle for {contrast} (has {sorted(bundles)})")

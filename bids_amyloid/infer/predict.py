@@ -31,17 +31,24 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.special import expit
 
-from bids_amyloid.bids.derivatives import derivative_path, json_sidecar, output_uri, provenance, slice_cache_path
-from bids_amyloid.bids.io import atomic_write_json, sha256_file
-from bids_amyloid.bids.records import Session
-from bids_amyloid.config import TEMPLATE_SPACE, Config
+from bids_amyloid.bids.dataset import provenance
+from bids_amyloid.bids.derivatives import Derivatives, SessionDerivatives
+from bids_amyloid.bids.io import sha256_file
+from bids_amyloid.bids.names import output_uri, sidecar_of
+from bids_amyloid.bids.records import Preprocessed, Session
+from bids_amyloid.config import Config
 from bids_amyloid.errors import DataError, UsageError
-from bids_amyloid.infer.table import COLUMNS, Prediction, predictions_path, read_table, write_table
+from bids_amyloid.infer.loading import LoadedModel
+from bids_amyloid.infer.table import Prediction, read_predictions, write_predictions
+from bids_amyloid.models.device import precision
+
+if TYPE_CHECKING:
+    from bids_amyloid.models.bundle import Bundle
 
 log = logging.getLogger("bids_amyloid.infer")
 
@@ -80,22 +87,19 @@ def _logit(x: Any) -> np.ndarray:
 # model
 
 
-def check_model(config: Config) -> dict[str, Any]:
+def check_model(config: Config) -> dict[str, Bundle]:
     """Open and verify the bundle(s) and load the students before any work; return contrast ->
     bundle.
 
-    Missing or tampered bundle -> DataError (65); a requested contrast no bundle was trained on,
-    or an unknown saliency method -> UsageError (64). Missing backbone weights for a bundle that
-    does not embed them -> MissingInputError (66).
+    Missing or tampered bundle -> DataError (65); a requested contrast no bundle was trained on
+    -> UsageError (64). Missing backbone weights for a bundle that does not embed them ->
+    MissingInputError (66).
     """
-    from bids_amyloid.infer.ensemble import METHODS
     from bids_amyloid.infer.loading import load_model, open_bundles
 
     if config.model_path is None:
         raise UsageError("no model bundle given (--model)")
-    bad = [m for m in config.infer.saliency if m not in METHODS]
-    if bad:
-        raise UsageError(f"unknown saliency method(s) {bad}; choose from {list(METHODS)}")
+    config.infer.validate()  # settings changed after parsing are checked before any work too
     bundles = open_bundles(config.model_path)
     missing = [c for c in config.contrasts if c not in bundles]
     if missing:
@@ -116,73 +120,46 @@ def check_model(config: Config) -> dict[str, Any]:
 # per session
 
 
-def _slice_inputs(session: Session, preprocessed: Any, contrast: str, out_dir: Path) -> Path | None:
-    """The slice cache of ``contrast`` for this session (None when it was not produced)."""
-    slices = getattr(preprocessed, "slices", None) or {}
-    path = slices.get(contrast) if isinstance(slices, dict) else None
-    if path is None:
-        path = slice_cache_path(out_dir, session.subject, session.mri_session or session.session, contrast)
-    return Path(path) if Path(path).is_file() else None
-
-
-def _native_grid(session: Session, preprocessed: Any, out_dir: Path):
-    """Native grid (the preprocessed anchor, T1w), its brain mask and the template -> native
-    transform of this session, from the ``Preprocessed`` record (``native_preproc``,
-    ``brain_mask``, ``xfm_from_template``: a separate inverse file, so nothing is inverted);
-    without a record, found by their derivative names. None when a piece is missing."""
+def _native_grid(preprocessed: Preprocessed):
+    """Native grid (the preprocessed anchor, T1w), its brain mask and the saved template -> native
+    transform (a separate inverse file, so nothing is inverted). None when a piece is missing."""
     from bids_amyloid.infer.saliency import NativeGrid
 
-    ses = session.mri_session or session.session
-    anchor = getattr(preprocessed, "anchor", None) or "T1w"
-    def named(suffix: str, ext: str = ".nii.gz", **e: str) -> Path:
-        return derivative_path(out_dir, session.subject, ses, "anat", suffix, ext, **e)
-
-    reference = getattr(preprocessed, "native_preproc", None) or named(anchor, desc="preproc")
-    mask = getattr(preprocessed, "brain_mask", None) or named("mask", desc="brain")
-    inverse = getattr(preprocessed, "xfm_from_template", None)
-    if inverse is None:
-        for ext in (".h5", ".mat"):
-            candidate = named("xfm", ext, **{"from": TEMPLATE_SPACE}, to=anchor, mode="image")
-            if candidate.is_file():
-                inverse = candidate
-                break
-    if inverse is None or not Path(reference).is_file() or not Path(inverse).is_file():
+    p = preprocessed
+    if not (p.native_preproc.is_file() and p.xfm_from_template.is_file()):
         return None
-    return NativeGrid(Path(reference), Path(mask) if Path(mask).is_file() else None, (str(inverse),), (False,))
+    return NativeGrid(p.native_preproc, p.brain_mask if p.brain_mask.is_file() else None, (str(p.xfm_from_template),))
 
 
 def _done(path: Path, model_ids: dict[str, str], expected: list[Path]) -> bool:
     """A previous run finished this session with the same model per contrast."""
     if not path.is_file() or not all(p.is_file() for p in expected):
         return False
-    return {r["contrast"]: r["model_id"] for r in read_table(path)} == model_ids
+    return {r["contrast"]: r["model_id"] for r in read_predictions(path)} == model_ids
 
 
-def _model_info(model, config: Config) -> dict[str, Any]:
-    from bids_amyloid.infer.ensemble import precision
-
+def _model_info(model: LoadedModel, config: Config) -> dict[str, Any]:
     bundle = model.bundle
     return {"ModelId": bundle.model_id, "ModelPath": str(bundle.path), "Backbone": bundle.backbone_kind,
             "TestingOnly": bundle.testing_only, "Folds": len(model.students), "FoldThresholds": bundle.thresholds,
             "BundleVersion": bundle.version, "TrainedWith": bundle.bids_amyloid_version,
             "EnsembleRule": ENSEMBLE_RULE, "Device": str(model.device),
-            "Precision": precision(model.device, config.infer.cpu_bf16)}
+            "Precision": precision(model.device, cpu_bf16=config.infer.cpu_bf16)}
 
 
-def predict_session(session: Session, preprocessed: Any, config: Config) -> list[Prediction]:
+def predict_session(session: Session, preprocessed: Preprocessed, config: Config) -> list[Prediction]:
     """Predict one session from its MRI slice caches; write predictions and saliency maps.
 
     Resumable: a session whose table lists the same model per contrast and whose saliency
     files all exist is skipped (unless ``--overwrite``). The table is written last.
     """
     from bids_amyloid.infer.loading import load_model
-    from bids_amyloid.infer.saliency import saliency_paths
 
-    out_dir = config.output_dir
+    paths = Derivatives(config.output_dir).session(session.subject, session.session)
     inputs = {}
     for contrast in config.contrasts:
-        path = _slice_inputs(session, preprocessed, contrast, out_dir)
-        if path is None:
+        path = preprocessed.slices.get(contrast)
+        if path is None or not path.is_file():
             log.warning("%s: no %s slice cache; no %s prediction", session.key, contrast, contrast)
             continue
         inputs[contrast] = path
@@ -190,41 +167,37 @@ def predict_session(session: Session, preprocessed: Any, config: Config) -> list
         log.warning("%s: nothing to predict (no slice cache of %s)", session.key, config.contrasts)
         return []
     models = {c: load_model(config, c) for c in inputs}
-    table = predictions_path(out_dir, session.subject, session.session)
-    native = _native_grid(session, preprocessed, out_dir) if config.infer.native_saliency else None
+    table = paths.predictions()
+    native = _native_grid(preprocessed) if config.infer.native_saliency else None
     if config.infer.native_saliency and native is None:
         log.warning("%s: no native T1w / inverse transform in the preprocessing record; template-space saliency "
                     "only", session.key)
-    expected = [p for c in inputs for m in config.infer.saliency for k, p in
-                saliency_paths(out_dir, session.subject, session.session, c, m).items() if native or k != "native"]
+    expected = [p for c in inputs for m in config.infer.saliency for k, p in paths.saliency(c, m).items()
+                if native or k != "native"]
     if not config.overwrite and _done(table, {c: m.bundle.model_id for c, m in models.items()}, expected):
         log.info("%s: predictions exist (same model); skipping (use --overwrite to redo)", session.key)
-        return [Prediction.from_row(r) for r in read_table(table)]
+        return [Prediction.from_row(r) for r in read_predictions(table)]
 
     predictions, sources, checksums, infos, selection = [], [], {}, {}, {}
     for contrast, path in inputs.items():
         model = models[contrast]
         infos[contrast] = _model_info(model, config)
         checksums[f"model_{contrast}"] = model.bundle.model_id
-        source = output_uri(path, out_dir)
+        source = output_uri(path, config.output_dir)
         sources.append(source)
         checksums[source] = sha256_file(path)
-        prediction, selection[contrast] = _predict_contrast(session, contrast, path, source, model, native, config,
-                                                            infos[contrast], checksums[source])
+        prediction, selection[contrast] = _predict_contrast(session, paths, contrast, path, source, model, native,
+                                                            config, infos[contrast], checksums[source])
         predictions.append(prediction)
-    write_table(table, predictions)
-    atomic_write_json(json_sidecar(table), {
-        **COLUMNS,
+    write_predictions(table, predictions, {
         "Description": "Amyloid-beta positivity predicted from MRI alone by the fold-ensemble student.",
-        "Models": infos,
-        "SliceSelection": selection,
-        **provenance(config.to_dict(), sources, checksums),
-    })
+        "Models": infos, "SliceSelection": selection, **provenance(config.to_dict(), sources, checksums)})
     return predictions
 
 
-def _predict_contrast(session: Session, contrast: str, path: Path, source: str, model, native, config: Config,
-                      info: dict[str, Any], checksum: str) -> tuple[Prediction, dict[str, Any]]:
+def _predict_contrast(session: Session, paths: SessionDerivatives, contrast: str, path: Path, source: str,
+                      model: LoadedModel, native, config: Config, info: dict[str, Any], checksum: str
+                      ) -> tuple[Prediction, dict[str, Any]]:
     import torch
 
     from bids_amyloid.infer.ensemble import run_ensemble
@@ -234,7 +207,7 @@ def _predict_contrast(session: Session, contrast: str, path: Path, source: str, 
     start = time.perf_counter()
     bundle = model.bundle
     model_cfg = bundle.model_config
-    min_mean = float(bundle.config.get("preprocess", {}).get("min_slice_mean", config.preprocess.min_slice_mean))
+    min_mean = float(bundle.config.preprocess.min_slice_mean)
     sidecar = _read_slice_sidecar(path)
     slices = np.load(path, mmap_mode="r")
     if slices.ndim != 3 or slices.shape[0] != len(sidecar["TemplateXIndex"]):
@@ -252,8 +225,7 @@ def _predict_contrast(session: Session, contrast: str, path: Path, source: str, 
              **provenance(config.to_dict(), [source], {source: checksum})}
     extra.pop("Sources")
     for method in methods:
-        write_saliency(out_dir=config.output_dir, subject=session.subject, session=session.session,
-                       contrast=contrast, method=method, slice_maps=result.maps[method], x_index=x_index,
+        write_saliency(session=paths, contrast=contrast, method=method, slice_maps=result.maps[method], x_index=x_index,
                        slice_sidecar=sidecar, native=native, sources=[source], extra=extra)
     log.info("%s %s: p=%.3f (%s, threshold %.3f, fold SD %.3f) in %.1f s", session.key, contrast,
              prediction.probability, prediction.label, prediction.threshold, prediction.uncertainty,
@@ -265,7 +237,7 @@ def _predict_contrast(session: Session, contrast: str, path: Path, source: str, 
 
 
 def _read_slice_sidecar(path: Path) -> dict[str, Any]:
-    side = json_sidecar(path)
+    side = sidecar_of(path)
     try:
         data = json.loads(side.read_text())
     except (OSError, ValueError) as exc:

@@ -1,28 +1,20 @@
 """Regional summary of a template-space saliency map: share of its mass per atlas region.
 
-Atlas, first found wins:
-
-1. AAL (116 regions) of the Debian package ``mricron-data``: ``aal.nii.gz`` + ``aal.nii.txt``
-   (``index name code`` per line) in ``$BIDS_AMYLOID_ATLAS_DIR`` or ``/usr/share/mricron/templates``.
-   AAL is drawn on Colin27 in MNI coordinates; it is resampled to the template grid by
-   nearest-neighbour lookup at each template voxel's world position.
-2. Fallback: coarse lobes from boxes in MNI coordinates (``GEOMETRIC_LOBES``), clearly labelled
-   as a geometric approximation in the table's sidecar.
+Atlas: AAL (116 regions, :func:`bids_amyloid.space.atlas.load_aal`, the same loader the PET
+regions use); without it (logged as a warning), coarse lobes from boxes in MNI coordinates
+(``GEOMETRIC_LOBES``), labelled as a geometric approximation in the table's sidecar.
 
 Voxels of the template brain mask that no region covers are reported as ``unlabelled``.
 """
 from __future__ import annotations
 
 import functools
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
-ATLAS_DIRS = ("/usr/share/mricron/templates",)
+from bids_amyloid.bids.tables import Column
+from bids_amyloid.space.atlas import Atlas, load_aal
+from bids_amyloid.space.template import world_grid
 
 GEOMETRIC_LOBES: tuple[tuple[str, str], ...] = (
     ("cerebellum", "y < -40 and z < -20"),
@@ -35,51 +27,16 @@ GEOMETRIC_LOBES: tuple[tuple[str, str], ...] = (
 """Fallback regions, assigned in this order (first rule that holds); each split into L/R by x."""
 
 
-@dataclass(frozen=True)
-class Atlas:
-    labels: np.ndarray
-    """int16 label per template voxel (0 = none)."""
-    names: dict[int, str]
-    name: str
-    description: str
+@functools.lru_cache(maxsize=1)
+def load_atlas() -> Atlas:
+    """AAL on the 1 mm template grid, else the geometric lobes."""
+    atlas = load_aal()
+    return atlas if atlas is not None else _geometric_lobes()
 
 
-def _atlas_dir() -> Path | None:
-    for folder in (os.environ.get("BIDS_AMYLOID_ATLAS_DIR", ""),) + ATLAS_DIRS:
-        if folder and (Path(folder) / "aal.nii.gz").is_file() and (Path(folder) / "aal.nii.txt").is_file():
-            return Path(folder)
-    return None
-
-
-def _read_aal_names(path: Path) -> dict[int, str]:
-    names = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            names[int(parts[0])] = parts[1]
-    return names
-
-
-def _world(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    return affine[:3, :3] @ ijk + affine[:3, 3:4]
-
-
-@functools.lru_cache(maxsize=2)
-def load_atlas(shape: tuple[int, int, int], affine_bytes: bytes) -> Atlas:
-    """The atlas on a grid (``affine_bytes`` = ``affine.tobytes()``, hashable for the cache)."""
-    affine = np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4)
-    folder = _atlas_dir()
-    if folder is not None:
-        aal = nib.load(str(folder / "aal.nii.gz"))
-        coords = np.linalg.inv(aal.affine) @ np.vstack([_world(shape, affine), np.ones((1, int(np.prod(shape))))])
-        labels = ndimage.map_coordinates(np.asarray(aal.dataobj), coords[:3], order=0, mode="constant", cval=0)
-        labels = labels.reshape(shape).astype(np.int16)
-        names = _read_aal_names(folder / "aal.nii.txt")
-        return Atlas(labels, names, "AAL",
-                     f"AAL (116 regions; mricron-data {folder / 'aal.nii.gz'}), resampled to the template grid "
-                     "by nearest neighbour")
-    x, y, z = (v.reshape(shape) for v in _world(shape, affine))
+def _geometric_lobes() -> Atlas:
+    x, y, z = world_grid(1)
+    shape = x.shape
     labels = np.zeros(shape, dtype=np.int16)
     rules = [
         (y < -40) & (z < -20),
@@ -134,22 +91,12 @@ def regional_table(volume: np.ndarray, brain: np.ndarray, atlas: Atlas) -> list[
     return rows
 
 
-REGION_COLUMNS = {
-    "region_index": {"LongName": "Atlas label value",
-                     "Description": "Value of the region in the atlas image (n/a for unlabelled brain voxels)."},
-    "region": {"LongName": "Region name", "Description": "Atlas region name (AAL naming, or a geometric lobe)."},
-    "hemisphere": {"LongName": "Hemisphere", "Description": "Hemisphere from the region name.",
-                   "Levels": {"L": "left", "R": "right", "n/a": "not lateralised"}},
-    "n_voxels": {"LongName": "Region size", "Description": "Template voxels of the region inside the brain mask.",
-                 "Units": "voxels (1 mm^3)"},
-    "saliency_share": {"LongName": "Share of saliency mass",
-                       "Description": "Sum of the template-space saliency map inside the region divided by its "
-                                      "sum inside the brain mask (shares add up to 1).",
-                       "Units": "fraction"},
-    "mean_saliency": {"LongName": "Mean saliency",
-                      "Description": "Mean of the saliency map (maximum scaled to 1) over the region's voxels. "
-                                     "Most regions lie partly or fully outside the sagittal slice band and have "
-                                     "little or no saliency.",
-                      "Units": "arbitrary (map maximum = 1)"},
+REGION_COLUMNS: dict[str, Column] = {
+    "region_index": Column('Value of the region in the atlas image (n/a for unlabelled brain voxels).', long_name='Atlas label value'),
+    "region": Column('Atlas region name (AAL naming, or a geometric lobe).', long_name='Region name'),
+    "hemisphere": Column('Hemisphere from the region name.', long_name='Hemisphere', levels={'L': 'left', 'R': 'right', 'n/a': 'not lateralised'}),
+    "n_voxels": Column('Template voxels of the region inside the brain mask.', long_name='Region size', units='voxels (1 mm^3)'),
+    "saliency_share": Column('Sum of the template-space saliency map inside the region divided by its sum inside the brain mask (shares add up to 1).', long_name='Share of saliency mass', units='fraction'),
+    "mean_saliency": Column("Mean of the saliency map (maximum scaled to 1) over the region's voxels. Most regions lie partly or fully outside the sagittal slice band and have little or no saliency.", long_name='Mean saliency', units='arbitrary (map maximum = 1)'),
 }
-"""JSON data dictionary of the regions table."""
+"""Schema of the regions table."""

@@ -20,7 +20,6 @@ Every file gets a JSON sidecar with its Sources, the method and the provenance.
 """
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,14 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from bids_amyloid.bids.derivatives import derivative_path, json_sidecar, output_uri
+from bids_amyloid.bids.derivatives import SessionDerivatives
 from bids_amyloid.bids.io import atomic_write_json, write_with
+from bids_amyloid.bids.names import output_uri, sidecar_of
+from bids_amyloid.bids.tables import write_table
 from bids_amyloid.config import TEMPLATE_SPACE
 from bids_amyloid.infer import regions as regions_mod
 from bids_amyloid.infer import volumes
+from bids_amyloid.space.template import template_mask_array
 
 log = logging.getLogger("bids_amyloid.infer")
 
@@ -67,23 +69,12 @@ class NativeGrid:
     """Preprocessed native T1w (defines the output grid)."""
     brain_mask: Path | None
     transforms: tuple[str, ...]
-    """ANTs transform files, in apply_transforms order for template -> native."""
-    invert: tuple[bool, ...]
-
-
-def saliency_paths(out_dir: Path, subject: str, session: str | None, contrast: str, method: str) -> dict[str, Path]:
-    desc = f"{method}{contrast}"
-    return {
-        "template": derivative_path(out_dir, subject, session, "anat", "saliency", ".nii.gz",
-                                    space=TEMPLATE_SPACE, desc=desc),
-        "native": derivative_path(out_dir, subject, session, "anat", "saliency", ".nii.gz", desc=desc),
-        "regions": derivative_path(out_dir, subject, session, "anat", "regions", ".tsv",
-                                   space=TEMPLATE_SPACE, desc=desc),
-    }
+    """ANTs transform files, in apply_transforms order for template -> native (the saved inverses)."""
 
 
 def _save(data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None) -> None:
-    write_with(path, lambda tmp: volumes.save_nifti(data, affine, tmp, header))
+    image = volumes.map_image(data, affine, header)
+    write_with(path, lambda tmp: nib.save(image, str(tmp)))
 
 
 def template_volume(slice_maps: np.ndarray, x_index: Sequence[int], slice_sidecar: Mapping[str, Any]) -> np.ndarray:
@@ -93,15 +84,16 @@ def template_volume(slice_maps: np.ndarray, x_index: Sequence[int], slice_sideca
     return volumes.to_template_volume(np.clip(planes, 0.0, None), x_index, shape)
 
 
-def write_saliency(*, out_dir: Path, subject: str, session: str | None, contrast: str, method: str,
-                   slice_maps: np.ndarray, x_index: Sequence[int], slice_sidecar: Mapping[str, Any],
-                   native: NativeGrid | None, sources: list[str], extra: Mapping[str, Any]) -> dict[str, Path]:
+def write_saliency(*, session: SessionDerivatives, contrast: str, method: str, slice_maps: np.ndarray,
+                   x_index: Sequence[int], slice_sidecar: Mapping[str, Any], native: NativeGrid | None,
+                   sources: list[str], extra: Mapping[str, Any]) -> dict[str, Path]:
     """Write the template map, the native map (when ``native`` is given) and the regions table,
     each with a sidecar; return the paths written. ``extra`` (model, provenance) goes into every
     sidecar."""
-    paths = saliency_paths(out_dir, subject, session, contrast, method)
+    out_dir = session.layout.root
+    paths = session.saliency(contrast, method)
     shape, affine = volumes.template_grid()
-    brain = volumes.template_mask_array()
+    brain = template_mask_array()
     raw = template_volume(slice_maps, x_index, slice_sidecar)
     inside = volumes.mass_inside(raw, brain)
     volume = volumes.mask_and_scale(raw, brain)
@@ -118,14 +110,13 @@ def write_saliency(*, out_dir: Path, subject: str, session: str | None, contrast
         **extra,
     }
     _save(volume, affine, paths["template"])
-    atomic_write_json(json_sidecar(paths["template"]), {
+    atomic_write_json(sidecar_of(paths["template"]), {
         **common, "Space": TEMPLATE_SPACE,
         "Resolution": f"1 mm, {'x'.join(map(str, shape))} voxels (nilearn ICBM152 2009a nonlinear symmetric)",
         "Sources": sources})
     written = {"template": paths["template"]}
     if native is not None:
-        template_img = nib.Nifti1Image(volume, affine)
-        data = volumes.to_native(template_img, native.reference, native.transforms, native.invert)
+        data = volumes.to_native(volume, affine, native.reference, native.transforms)
         ref = nib.load(str(native.reference))
         mask = np.asarray(nib.load(str(native.brain_mask)).dataobj) > 0 if native.brain_mask else None
         if mask is None or mask.shape != data.shape:
@@ -138,36 +129,20 @@ def write_saliency(*, out_dir: Path, subject: str, session: str | None, contrast
         header.set_data_dtype(np.float32)
         header.set_slope_inter(1.0, 0.0)
         _save(data, ref.affine, paths["native"], header)
-        atomic_write_json(json_sidecar(paths["native"]), {
+        atomic_write_json(sidecar_of(paths["native"]), {
             **common, "Space": "T1w (native, grid of the preprocessed T1w)",
             "Sources": sources + [output_uri(paths["template"], out_dir), output_uri(native.reference, out_dir)]
                        + [output_uri(Path(t), out_dir) for t in native.transforms],
             "Transform": {"Files": [output_uri(Path(t), out_dir) for t in native.transforms],
-                          "Inverted": list(native.invert), "Interpolation": "linear (ANTs apply_transforms)"}})
+                          "Inverted": [False] * len(native.transforms),
+                          "Interpolation": "linear (ANTs apply_transforms)"}})
         written["native"] = paths["native"]
-    atlas = regions_mod.load_atlas(shape, np.ascontiguousarray(affine, dtype=np.float64).tobytes())
+    atlas = regions_mod.load_atlas()
     rows = regions_mod.regional_table(volume, brain, atlas)
-    write_with(paths["regions"], lambda tmp: _write_tsv(tmp, rows))
-    atomic_write_json(json_sidecar(paths["regions"]), {
-        **regions_mod.REGION_COLUMNS,
+    write_table(paths["regions"], rows, regions_mod.REGION_COLUMNS, {
         "Atlas": {"Name": atlas.name, "Description": atlas.description},
         "Description": f"Share of the {METHOD_TEXT[method]['Name']} saliency mass (template space, inside the "
                        "brain mask) per atlas region, largest first.",
         "Sources": [output_uri(paths["template"], out_dir)], **extra})
     written["regions"] = paths["regions"]
     return written
-
-
-def _write_tsv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns = list(regions_mod.REGION_COLUMNS)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_fmt(row[c]) for c in columns])
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return "n/a" if value != value else f"{value:.6g}"
-    return str(value)

@@ -1,73 +1,44 @@
 """The predictions tables: their columns (with the JSON data dictionary), :class:`Prediction`
 (one row), the per-session TSV and the group TSV that :func:`gather_predictions` rebuilds.
 
-Per session: ``sub-X/ses-Y/anat/sub-X_ses-Y_desc-amyloid_predictions.tsv`` (one row per
-contrast, written by :func:`bids_amyloid.infer.predict.predict_session`); gathered:
-``group/sub-all_desc-amyloid_predictions.tsv``.
+Per session one row per contrast (written by :func:`bids_amyloid.infer.predict.predict_session`),
+and the gathered table of every session; their names: ``bids.derivatives``.
 """
 from __future__ import annotations
 
-import csv
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bids_amyloid import __version__
-from bids_amyloid.bids.derivatives import derivative_path, json_sidecar, output_uri
-from bids_amyloid.bids.io import atomic_write_json, atomic_write_text, locked
+from bids_amyloid.bids.derivatives import Derivatives
+from bids_amyloid.bids.io import locked
+from bids_amyloid.bids.names import output_uri
+from bids_amyloid.bids.tables import Column, read_rows, write_table
 from bids_amyloid.config import Config
 
 log = logging.getLogger("bids_amyloid.infer")
 
-GROUP_TABLE = Path("group") / "sub-all_desc-amyloid_predictions.tsv"
-"""Gathered predictions, relative to the output folder."""
-
-COLUMNS: dict[str, dict[str, Any]] = {
-    "participant_id": {"LongName": "Participant identifier", "Description": "BIDS subject label with 'sub-'."},
-    "session_id": {"LongName": "Session identifier",
-                   "Description": "BIDS session label with 'ses-'; n/a for a dataset without sessions."},
-    "mri_session_id": {"LongName": "MRI session used",
-                       "Description": "Session whose MRI the prediction used (differs from session_id when a "
-                                      "PET-only session borrows the subject's MRI from another session)."},
-    "contrast": {"LongName": "MRI contrast", "Description": "BIDS suffix of the MRI the prediction used.",
-                 "Levels": {"T1w": "T1-weighted", "T2w": "T2-weighted", "FLAIR": "FLAIR", "T2starw": "T2*-weighted"}},
-    "probability": {"LongName": "Probability of amyloid-beta positivity",
-                    "Description": "Ensemble of the cross-validation folds' MRI-only students: each fold's sigmoid "
-                                   "output aligned at its own threshold, averaged on the logit scale (estimated "
-                                   "probability that Centiloid exceeds the training cut-off).",
-                    "Units": "probability (0-1)"},
-    "label": {"LongName": "Predicted amyloid status",
-              "Description": "positive when probability >= threshold, else negative.",
-              "Levels": {"positive": "predicted amyloid-beta positive", "negative": "predicted amyloid-beta negative"}},
-    "threshold": {"LongName": "Decision threshold",
-                  "Description": "Mean of the per-fold thresholds chosen on each fold's VALIDATION data at training "
-                                 "time (never on test data).", "Units": "probability (0-1)"},
-    "uncertainty": {"LongName": "Ensemble disagreement",
-                    "Description": "Population standard deviation of the fold probabilities, each aligned at its "
-                                   "own fold's threshold (logit p - logit t_fold + logit threshold).",
-                    "Units": "probability (0-1)"},
-    "fold_min": {"LongName": "Lowest fold probability",
-                 "Description": "Minimum over folds of the aligned probability.",
-                 "Units": "probability (0-1)"},
-    "fold_max": {"LongName": "Highest fold probability",
-                 "Description": "Maximum over folds of the aligned probability.",
-                 "Units": "probability (0-1)"},
-    "positive_folds": {"LongName": "Folds voting positive",
-                       "Description": "Number of folds whose probability reaches their own threshold (majority "
-                                      "vote for reference; label uses the ensemble's mean aligned logit)."},
-    "n_folds": {"LongName": "Folds in the ensemble", "Description": "Number of fold students averaged."},
-    "model_id": {"LongName": "Model identifier",
-                 "Description": "sha256 of the model bundle's manifest (which lists the sha256 of every bundle file)."},
-    "testing_only": {"LongName": "Testing-only model",
-                     "Description": "true when the bundle uses the random 'tiny' backbone: the prediction is "
-                                    "MEANINGLESS and exists only to test the software.",
-                     "Levels": {"true": "testing-only model", "false": "real model"}},
+PREDICTIONS: dict[str, Column] = {
+    "participant_id": Column("BIDS subject label with 'sub-'.", long_name='Participant identifier'),
+    "session_id": Column("BIDS session label with 'ses-'; n/a for a dataset without sessions.", long_name='Session identifier'),
+    "mri_session_id": Column("Session whose MRI the prediction used (differs from session_id when a PET-only session borrows the subject's MRI from another session).", long_name='MRI session used'),
+    "contrast": Column('BIDS suffix of the MRI the prediction used.', long_name='MRI contrast', levels={'T1w': 'T1-weighted', 'T2w': 'T2-weighted', 'FLAIR': 'FLAIR', 'T2starw': 'T2*-weighted'}),
+    "probability": Column("Ensemble of the cross-validation folds' MRI-only students: each fold's sigmoid output aligned at its own threshold, averaged on the logit scale (estimated probability that Centiloid exceeds the training cut-off).", long_name='Probability of amyloid-beta positivity', units='probability (0-1)'),
+    "label": Column('positive when probability >= threshold, else negative.', long_name='Predicted amyloid status', levels={'positive': 'predicted amyloid-beta positive', 'negative': 'predicted amyloid-beta negative'}),
+    "threshold": Column("Mean of the per-fold thresholds chosen on each fold's VALIDATION data at training time (never on test data).", long_name='Decision threshold', units='probability (0-1)'),
+    "uncertainty": Column("Population standard deviation of the fold probabilities, each aligned at its own fold's threshold (logit p - logit t_fold + logit threshold).", long_name='Ensemble disagreement', units='probability (0-1)'),
+    "fold_min": Column('Minimum over folds of the aligned probability.', long_name='Lowest fold probability', units='probability (0-1)'),
+    "fold_max": Column('Maximum over folds of the aligned probability.', long_name='Highest fold probability', units='probability (0-1)'),
+    "positive_folds": Column("Number of folds whose probability reaches their own threshold (majority vote for reference; label uses the ensemble's mean aligned logit).", long_name='Folds voting positive'),
+    "n_folds": Column('Number of fold students averaged.', long_name='Folds in the ensemble'),
+    "model_id": Column("sha256 of the model bundle's manifest (which lists the sha256 of every bundle file).", long_name='Model identifier'),
+    "testing_only": Column("true when the bundle uses the random 'tiny' backbone: the prediction is MEANINGLESS and exists only to test the software.", long_name='Testing-only model', levels={'true': 'testing-only model', 'false': 'real model'}),
 }
-"""JSON data dictionary of the predictions tables (per session and gathered)."""
+"""Schema of the predictions tables (per session and gathered)."""
 
 
 @dataclass(frozen=True)
@@ -89,81 +60,54 @@ class Prediction:
     model_id: str
     testing_only: bool
 
-    def row(self) -> list[str]:
-        values = []
-        for name in COLUMNS:
-            value = getattr(self, name)
-            if value is None:
-                values.append("n/a")
-            elif isinstance(value, bool):
-                values.append(str(value).lower())
-            elif isinstance(value, float):
-                values.append("n/a" if not np.isfinite(value) else f"{value:.6f}")
-            else:
-                values.append(str(value))
-        return values
-
     @classmethod
-    def from_row(cls, row: dict[str, str]) -> Prediction:
-        """The inverse of :meth:`row` (a row of :func:`read_table`)."""
-        num = lambda v: float("nan") if v == "n/a" else float(v)  # noqa: E731
-        ses = lambda v: None if v in (None, "", "n/a") else v  # noqa: E731
-        return cls(row["participant_id"], ses(row["session_id"]), ses(row.get("mri_session_id")),
-                   row["contrast"], num(row["probability"]), row["label"], num(row["threshold"]),
-                   num(row["uncertainty"]), num(row["fold_min"]), num(row["fold_max"]),
-                   int(row["positive_folds"]), int(row["n_folds"]), row["model_id"],
-                   row.get("testing_only", "false") == "true")
+    def from_row(cls, row: dict[str, Any]) -> Prediction:
+        """A row of :func:`read_predictions` (n/a values as None or NaN)."""
+        text = lambda v: None if v is None or v != v else str(v)  # noqa: E731
+        return cls(row["participant_id"], text(row["session_id"]), text(row.get("mri_session_id")), row["contrast"],
+                   float(row["probability"]), row["label"], float(row["threshold"]), float(row["uncertainty"]),
+                   float(row["fold_min"]), float(row["fold_max"]), int(row["positive_folds"]), int(row["n_folds"]),
+                   row["model_id"], bool(row.get("testing_only", False)))
 
 
-def predictions_path(out_dir: Path, subject: str, session: str | None) -> Path:
-    return derivative_path(out_dir, subject, session, "anat", "predictions", ".tsv", desc="amyloid")
+def write_predictions(path: Path, predictions: Sequence[Prediction] | Sequence[dict[str, Any]],
+                      sidecar: dict[str, Any]) -> Path:
+    rows = [dataclasses.asdict(p) if isinstance(p, Prediction) else p for p in predictions]
+    return write_table(path, rows, PREDICTIONS, sidecar)
 
 
-def write_table(path: Path, rows: Sequence[Prediction] | Sequence[list[str]]) -> None:
-    lines = ["\t".join(COLUMNS)]
-    lines += ["\t".join(r.row() if isinstance(r, Prediction) else r) for r in rows]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_table(path: Path) -> list[dict[str, str]]:
-    """Rows of a predictions TSV as strings (``n/a`` kept)."""
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+def read_predictions(path: Path) -> list[dict[str, Any]]:
+    """Rows of a predictions table (n/a as None; testing_only as a bool)."""
+    rows = read_rows(path, text=("participant_id", "session_id", "mri_session_id", "model_id", "label"))
+    for row in rows:
+        row["testing_only"] = str(row.get("testing_only")).lower() == "true"
+    return rows
 
 
 def gather_predictions(config: Config) -> Path | None:
-    """Rebuild ``group/sub-all_desc-amyloid_predictions.tsv`` from every per-session table.
+    """Rebuild the gathered table (``Derivatives.all_predictions``) from every per-session table.
 
-    Runs under a lock, reads all per-session files (so concurrent array jobs each leave a
-    complete table, and the last one sees everybody), sorts rows by participant, session and
+    Runs under a lock and reads all per-session files (so concurrent array jobs each leave a
+    complete table, and the last one sees everybody); rows sorted by participant, session and
     contrast: the result depends only on the per-session files.
     """
-    out_dir = Path(config.output_dir)
-    target = out_dir / GROUP_TABLE
+    layout = Derivatives(config.output_dir)
+    target = layout.all_predictions
     with locked(target):
-        files = sorted(set(out_dir.glob("sub-*/ses-*/anat/*_desc-amyloid_predictions.tsv"))
-                       | set(out_dir.glob("sub-*/anat/*_desc-amyloid_predictions.tsv")))
-        rows = []
-        for path in files:
-            for row in read_table(path):
-                rows.append([row.get(c, "n/a") or "n/a" for c in COLUMNS])
+        files = layout.session_predictions()
+        rows = [row for path in files for row in read_predictions(path)]
         if not rows:
             log.info("no per-session predictions to gather")
             return None
-        index = {name: i for i, name in enumerate(COLUMNS)}
-        rows.sort(key=lambda r: (r[index["participant_id"]], r[index["session_id"]], r[index["contrast"]]))
-        models = sorted({r[index["model_id"]] for r in rows})
+        rows.sort(key=lambda r: (r["participant_id"], r["session_id"] or "", r["contrast"]))
+        models = sorted({r["model_id"] for r in rows})
         if len(models) > 1:
             log.warning("%s gathers predictions of %d different models: %s", target, len(models),
                         ", ".join(m[:12] for m in models))
-        write_table(target, rows)
-        atomic_write_json(json_sidecar(target), {
-            **COLUMNS,
+        write_predictions(target, rows, {
             "Description": "All per-session amyloid predictions of this output folder, one row per session and "
                            "contrast (rebuilt from the per-session tables after every participant-level run).",
-            "ModelIds": models,
-            "Sources": [output_uri(p, out_dir) for p in files],
-            "GeneratedBy": {"Name": "bids_amyloid", "Version": __version__},
-        })
+            "ModelIds": models, "Sources": [output_uri(p, layout.root) for p in files],
+            "GeneratedBy": {"Name": "bids_amyloid", "Version": __version__}})
     log.info("%d prediction(s) of %d session file(s) gathered in %s", len(rows), len(files), target)
     return target

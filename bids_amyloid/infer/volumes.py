@@ -1,6 +1,6 @@
 """Per-slice 2-D maps -> 3-D volumes on the template grid -> the native T1w grid.
 
-The inverse of the slice extraction described in docs/dev/CONTRACTS.md ("Slice cache"): a slice
+The inverse of the slice extraction described in docs/dev/README.md ("Slice tensors"): a slice
 is the template's (y, z) plane at one x index, zero-padded (centred) to a square of ``PadTo``
 pixels and resized bilinearly to 224 x 224; array axis 0 = y, axis 1 = z. So a 224 x 224 map
 is resized back to ``PadTo`` x ``PadTo`` (bilinear, half-pixel centres as the forward resize),
@@ -9,9 +9,7 @@ positions the volume is interpolated linearly along x; outside the slice band it
 """
 from __future__ import annotations
 
-import functools
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,30 +20,16 @@ import torch
 import torch.nn.functional as F
 
 from bids_amyloid.errors import DataError
+from bids_amyloid.space import template
+from bids_amyloid.space.antsio import nifti_like, to_ants
 
 log = logging.getLogger("bids_amyloid.infer")
 
 
-@functools.lru_cache(maxsize=1)
 def template_grid() -> tuple[tuple[int, int, int], np.ndarray]:
     """(shape, affine) of the 1 mm template (nilearn's ICBM152 2009a sym, 197 x 233 x 189)."""
-    img = template_mask()
-    return tuple(int(s) for s in img.shape), img.affine.copy()  # type: ignore[return-value]
-
-
-@functools.lru_cache(maxsize=1)
-def template_mask() -> nib.Nifti1Image:
-    """The template's brain mask (uint8) as nilearn ships it."""
-    from nilearn import datasets
-
-    img = datasets.load_mni152_brain_mask(resolution=1)
-    data = (np.asarray(img.dataobj) > 0).astype(np.uint8)
-    data.setflags(write=False)
-    return nib.Nifti1Image(data, img.affine)
-
-
-def template_mask_array() -> np.ndarray:
-    return np.asarray(template_mask().dataobj).astype(bool)
+    img = template.template_nifti(1)
+    return tuple(int(x) for x in img.shape), img.affine.copy()  # type: ignore[return-value]
 
 
 def pad_geometry(sidecar: Mapping[str, Any]) -> tuple[int, tuple[int, int], tuple[int, int]]:
@@ -118,36 +102,29 @@ def mask_and_scale(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out / peak if peak > 0 else out
 
 
-def save_nifti(data: np.ndarray, affine: np.ndarray, path: Path, header: nib.Nifti1Header | None = None) -> None:
-    """Write float32 data with a clean qform/sform (code 'aligned' for the template, as given)."""
+def map_image(data: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None) -> nib.Nifti1Image:
+    """A float32 saliency map: on the template (qform/sform code 4), or with the native T1w's header."""
+    if header is None:
+        return nifti_like(data, affine, np.float32, 4)
     img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine, header=header)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm")
-    if header is None:
-        img.set_qform(affine, 4)
-        img.set_sform(affine, 4)
-    nib.save(img, str(path))
+    return img
 
 
-def to_native(template_map: nib.Nifti1Image, reference: Path, transforms: Sequence[str],
-              invert: Sequence[bool]) -> np.ndarray:
-    """Resample a template-space map onto the grid of ``reference`` (the native T1w) with ANTs.
+def to_native(volume: np.ndarray, affine: np.ndarray, reference: Path, transforms: Sequence[str]) -> np.ndarray:
+    """Resample a template-space map onto the grid of ``reference`` (the native T1w) with ANTs, in memory.
 
-    ``transforms``/``invert`` are in ``ants.apply_transforms`` order for template -> native
-    (e.g. ``[affine.mat]`` with ``[True]``, or ``[affine.mat, inverse_warp]`` with ``[True,
-    False]`` for SyN). Linear interpolation. The returned array is indexed like the voxels of
-    ``reference`` as nibabel reads them (ITK keeps the file's voxel order).
+    ``transforms`` are in ``ants.apply_transforms`` order for template -> native (the saved
+    inverse files: nothing is inverted). Linear interpolation. The returned array is indexed like
+    the voxels of ``reference`` as nibabel reads them.
     """
     import ants
 
-    with tempfile.TemporaryDirectory(prefix=".tmp-saliency-") as tmp:
-        moving_path = Path(tmp) / "map.nii.gz"
-        nib.save(template_map, str(moving_path))
-        moving = ants.image_read(str(moving_path))
-        fixed = ants.image_read(str(reference))
-        warped = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=[str(t) for t in transforms],
-                                       whichtoinvert=list(invert), interpolator="linear", defaultvalue=0)
-        data = warped.numpy().astype(np.float32)
-    if data.shape != nib.load(str(reference)).shape[:3]:
+    ref = nib.load(str(reference))
+    warped = ants.apply_transforms(fixed=to_ants(ref), moving=to_ants(map_image(volume, affine)),
+                                   transformlist=[str(t) for t in transforms], interpolator="linear", defaultvalue=0)
+    data = warped.numpy().astype(np.float32)
+    if data.shape != ref.shape[:3]:
         raise DataError(f"{reference}: ANTs returned a {data.shape} map for this grid")
     return np.clip(data, 0.0, None)

@@ -110,7 +110,7 @@ class SliceEncoder(nn.Module):
         self.visual = build_visual(kind)
         self.frozen_blocks = 0
         self.grad_checkpointing = False
-        self.weights_digest: str | None = None  # weights.tensor_digest of the loaded weights (None: random)
+        self.weights_digest: str | None = None  # tensorfiles.tensor_digest of the loaded weights (None: random)
 
     @property
     def trunk(self) -> nn.Module:

@@ -14,7 +14,7 @@ Layout (``<group output>/models/`` or any folder)::
 
 Backbone decision: the fold files hold only what training changed (about 1.4 M parameters for
 ViT-B, ~6 MB per fold); the frozen BiomedCLIP tensors are identified by their tensor digest
-(:func:`bids_amyloid.models.weights.tensor_digest`). At load time the backbone comes from the
+(:func:`bids_amyloid.models.tensorfiles.tensor_digest`). At load time the backbone comes from the
 bundle itself when embedded (``embed_backbone=True``; default for the random 'tiny' backbone,
 which exists nowhere else), else from the weights folder (``--backbone-weights``,
 ``$BIDS_AMYLOID_WEIGHTS``, ``/opt/bids_amyloid/weights/<kind>``, i.e. the container's copy), and
@@ -36,17 +36,11 @@ import torch
 from torch import Tensor
 
 from bids_amyloid.bids.io import sha256_file
-from bids_amyloid.config import ModelConfig
+from bids_amyloid.config import CONTRASTS, Config, ModelConfig, config_from_dict
 from bids_amyloid.errors import DataError, MissingInputError
 from bids_amyloid.models.networks import AmyloidNet, build_network, is_base_key
-from bids_amyloid.models.weights import (
-    WEIGHTS_FILE,
-    load_safetensors,
-    read_weights_config,
-    resolve_weights_dir,
-    tensor_digest,
-    verify_manifest,
-)
+from bids_amyloid.models.tensorfiles import load_safetensors, tensor_digest, verify_manifest
+from bids_amyloid.models.weights import WEIGHTS_FILE, read_weights_config, resolve_weights_dir
 
 BUNDLE_FORMAT = "bids_amyloid-model-bundle"
 BUNDLE_FORMAT_VERSION = "1.0"
@@ -59,8 +53,8 @@ BACKBONE_FILE = "backbone.safetensors"
 class Bundle:
     path: Path
     """The bundle folder."""
-    config: dict[str, Any]
-    """The run configuration it was trained with (``Config.to_dict()``)."""
+    config: Config
+    """The run configuration it was trained with (settings a newer version added take their defaults)."""
     folds: list[dict[str, Any]]
     """Per fold: ``fold`` (id), ``threshold``, ``student`` (file), ``teacher`` (file or None)."""
     model_id: str
@@ -97,27 +91,30 @@ class Bundle:
 
     @property
     def model_config(self) -> ModelConfig:
-        from bids_amyloid.config import _build
-
-        return _build(ModelConfig, self.config.get("model", {}))
+        return self.config.model
 
     def read_json(self, name: str) -> Any:
         """splits.json, metrics.json or training_summary.json (verified at load time)."""
         return json.loads((self.path / name).read_text())
 
 
-
 def _major(version: str) -> str:
     return str(version).split(".")[0]
 
 
-def find_bundle_dir(path: Path) -> Path:
+def find_bundles(path: Path) -> list[Path]:
+    """The bundle folders ``--model PATH`` names: PATH itself, PATH/models (one contrast trained), or
+    PATH/[models/]<contrast>/ (several). MissingInputError when there is none."""
     path = Path(path)
-    for cand in (path, path / "models"):
-        if (cand / MANIFEST).is_file():
-            return cand
-    raise MissingInputError(f"{path}: no model bundle here (no {MANIFEST} in it or in its models/ folder); "
-                            "train one with the group level or pass --model")
+    for candidate in (path, path / "models"):
+        if (candidate / MANIFEST).is_file():
+            return [candidate]
+    found = [path / sub / c for sub in ("models", ".") for c in CONTRASTS if (path / sub / c / MANIFEST).is_file()]
+    if found:
+        return sorted({p.resolve() for p in found})
+    what = ("does not exist" if not path.exists()
+            else f"holds no model bundle ({MANIFEST} in it, models/ or models/<contrast>/)")
+    raise MissingInputError(f"--model {path} {what}; train one with the group level")
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -126,7 +123,10 @@ def load_bundle(path: Path) -> Bundle:
     Checks the format, the major version and the sha256 of every listed file before parsing
     anything else; DataError (exit 65) names the offending file.
     """
-    folder = find_bundle_dir(path)
+    found = find_bundles(path)
+    if len(found) > 1:
+        raise DataError(f"{path} holds {len(found)} bundles ({', '.join(p.name for p in found)}); name one")
+    folder = found[0]
     manifest_path = folder / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -153,7 +153,7 @@ def load_bundle(path: Path) -> Bundle:
         raise DataError(f"{folder / meta['backbone']['file']}: backbone file not covered by the manifest")
     return Bundle(
         path=folder,
-        config=json.loads((folder / "config.json").read_text()),
+        config=config_from_dict(json.loads((folder / "config.json").read_text())),
         folds=list(meta["folds"]),
         model_id=sha256_file(manifest_path),
         version=version,

@@ -30,7 +30,7 @@ from bids_amyloid.models.bundle import (
     load_bundle,
 )
 from bids_amyloid.models.networks import is_base_key
-from bids_amyloid.models.weights import tensor_digest
+from bids_amyloid.models.tensorfiles import tensor_digest
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _model_card(meta: dict[str, Any], config: dict[str, Any], metrics: Any, summ
         f"- backbone: {backbone['kind']} (tensor digest {backbone['tensor_digest'][:16]}...,"
         f" {'embedded' if backbone['file'] else 'not embedded: needs the matching weights folder'})",
         f"- student layout: {meta['student_layout']}; folds: {len(meta['folds'])}",
-        f"- decision thresholds (chosen on validation data): "
+        "- decision thresholds (chosen on validation data): "
         + ", ".join(f"{f['threshold']:.4g}" for f in meta["folds"]),
         f"- contrasts: {', '.join(config.get('contrasts', []) or ['?'])}",
         "",
@@ -122,36 +122,14 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
     fold_ids = list(range(n)) if fold_ids is None else [int(f) for f in fold_ids]
     embed = (kind == "tiny") if embed_backbone is None else bool(embed_backbone)
 
-    parts = []
-    digest = tensor_digest(backbone_state) if backbone_state is not None else None
-    base_to_store = dict(backbone_state) if backbone_state is not None else None
-    for state in list(students) + list(teachers or []):
-        trainable, base = _split_state(state)
-        if base:
-            d = tensor_digest(base)
-            if digest is None:
-                digest, base_to_store = d, base
-            elif d != digest:
-                raise ValueError("the state dicts do not share one frozen backbone (a fold changed base weights?)")
-        parts.append(_float32(trainable))
-    if digest is None:
-        raise ValueError("no backbone tensors in the state dicts: pass backbone_state=net.base_state_dict()")
-
+    parts, digest, base_to_store = _shared_backbone(list(students) + list(teachers or []), backbone_state)
     dest_dir = Path(dest_dir)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{dest_dir.name}-", dir=dest_dir.parent))
     try:
         from safetensors.torch import save_file
 
-        folds = []
-        for i, fold in enumerate(fold_ids):
-            entry = {"fold": fold, "threshold": float(thresholds[i]),
-                     "student": f"fold-{fold:02d}_student.safetensors", "teacher": None}
-            save_file(parts[i], str(tmp / entry["student"]))
-            if teachers is not None:
-                entry["teacher"] = f"fold-{fold:02d}_teacher.safetensors"
-                save_file(parts[n + i], str(tmp / entry["teacher"]))
-            folds.append(entry)
+        folds = _write_folds(tmp, fold_ids, thresholds, parts, with_teachers=teachers is not None)
         if embed:
             save_file(_float32(base_to_store), str(tmp / BACKBONE_FILE))
         meta = {
@@ -187,6 +165,43 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("model bundle written to %s", dest_dir)
     return load_bundle(dest_dir)
+
+
+def _shared_backbone(states: Sequence[Mapping[str, Tensor]], backbone_state: Mapping[str, Tensor] | None
+                     ) -> tuple[list[dict[str, Tensor]], str, dict[str, Tensor]]:
+    """(trainable float32 part of each state, digest of the one frozen backbone they share, its tensors)."""
+    parts = []
+    digest = tensor_digest(backbone_state) if backbone_state is not None else None
+    base_to_store = dict(backbone_state) if backbone_state is not None else None
+    for state in states:
+        trainable, base = _split_state(state)
+        if base:
+            d = tensor_digest(base)
+            if digest is None:
+                digest, base_to_store = d, base
+            elif d != digest:
+                raise ValueError("the state dicts do not share one frozen backbone (a fold changed base weights?)")
+        parts.append(_float32(trainable))
+    if digest is None:
+        raise ValueError("no backbone tensors in the state dicts: pass backbone_state=net.base_state_dict()")
+    return parts, digest, base_to_store
+
+
+def _write_folds(folder: Path, fold_ids: Sequence[int], thresholds: Sequence[float],
+                 parts: Sequence[Mapping[str, Tensor]], with_teachers: bool) -> list[dict[str, Any]]:
+    """Students (then teachers) of ``parts`` as fold-NN_<role>.safetensors; their bundle.json entries."""
+    from safetensors.torch import save_file
+
+    n, folds = len(fold_ids), []
+    for i, fold in enumerate(fold_ids):
+        entry = {"fold": fold, "threshold": float(thresholds[i]),
+                 "student": f"fold-{fold:02d}_student.safetensors", "teacher": None}
+        save_file(parts[i], str(folder / entry["student"]))
+        if with_teachers:
+            entry["teacher"] = f"fold-{fold:02d}_teacher.safetensors"
+            save_file(parts[n + i], str(folder / entry["teacher"]))
+        folds.append(entry)
+    return folds
 
 
 def _json_default(obj: Any) -> Any:

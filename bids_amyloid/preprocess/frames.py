@@ -26,7 +26,8 @@ from bids_amyloid.bids.pettiming import MIN_WINDOW_COVERAGE, window_frames
 from bids_amyloid.bids.records import PetScan
 from bids_amyloid.errors import DataError
 from bids_amyloid.preprocess import register
-from bids_amyloid.preprocess.images import load_frames, nifti_like, to_ants
+from bids_amyloid.preprocess.images import load_frames
+from bids_amyloid.space.antsio import nifti_like, to_ants
 
 log = logging.getLogger("bids_amyloid.preprocess")
 

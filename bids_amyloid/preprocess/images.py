@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from bids_amyloid.errors import DataError, MissingInputError
+from bids_amyloid.space.antsio import nifti_like
 
 log = logging.getLogger("bids_amyloid.preprocess")
 
@@ -30,9 +31,6 @@ MIN_AXIS_VOXELS = 8
 """A 3-D image needs at least this many voxels along every axis."""
 THICK_CONTRASTS = ("FLAIR", "T2starw")
 """Contrasts that may be acquired with thick slices (``max_voxel_thick_mm``)."""
-
-_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
 
 @dataclass(frozen=True)
 class LoadedImage:
@@ -184,46 +182,3 @@ def _check_spacing(path: Path, affine: np.ndarray, kind: str, max_voxel_mm: floa
         raise DataError(f"{path}: absurd voxel size {text} mm (<= {MIN_VOXEL_MM} mm)")
     if spacing.max() > max_voxel_mm + 1e-3:
         raise DataError(f"{path}: voxel size {text} mm exceeds the {max_voxel_mm} mm allowed for {kind}")
-
-
-# --------------------------------------------------------------------------- conversions
-def to_ants(img: nib.Nifti1Image, data: np.ndarray | None = None):
-    """nibabel (RAS world) -> ANTs image (LPS world), same voxels and world positions."""
-    import ants
-
-    array = np.asarray(img.dataobj if data is None else data, dtype=np.float32)
-    aff = _LPS @ np.asarray(img.affine, dtype=np.float64)
-    spacing = np.linalg.norm(aff[:3, :3], axis=0)
-    direction = aff[:3, :3] / spacing
-    return ants.from_numpy(
-        np.ascontiguousarray(array), origin=tuple(aff[:3, 3]), spacing=tuple(spacing), direction=direction
-    )
-
-
-def ants_affine(im) -> np.ndarray:
-    """The RAS voxel-to-world affine of an ANTs image."""
-    aff = np.eye(4)
-    aff[:3, :3] = np.asarray(im.direction) * np.asarray(im.spacing)[None, :]
-    aff[:3, 3] = im.origin
-    return _LPS @ aff
-
-
-def to_nifti(im, dtype=np.float32, xform_code: int = 1) -> nib.Nifti1Image:
-    """ANTs image -> nibabel image with qform/sform set (``xform_code`` 4 for MNI152 space)."""
-    affine = ants_affine(im)
-    data = im.numpy()
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        data = np.rint(data)
-    out = nib.Nifti1Image(data.astype(dtype), affine)
-    out.set_qform(affine, xform_code)
-    out.set_sform(affine, xform_code)
-    out.header.set_xyzt_units("mm")
-    return out
-
-
-def nifti_like(data: np.ndarray, affine: np.ndarray, dtype=np.float32, xform_code: int = 1) -> nib.Nifti1Image:
-    out = nib.Nifti1Image(np.asarray(data).astype(dtype), affine)
-    out.set_qform(affine, xform_code)
-    out.set_sform(affine, xform_code)
-    out.header.set_xyzt_units("mm")
-    return out

@@ -1,4 +1,4 @@
-"""Derivative paths, sidecars and atomic writers of the preprocessing stage.
+"""Writers, provenance and the shared context of the preprocessing stages.
 
 Every file goes through ``bids_amyloid.bids.io`` (``write_with`` / ``atomic_write_json``): a file
 that exists is complete. Every NIfTI, slice tensor and transform gets a JSON sidecar with
@@ -8,20 +8,24 @@ existing output can be reused.
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from bids_amyloid.bids.derivatives import bids_name, bids_uri, derivative_path, provenance, slice_cache_path
+from bids_amyloid.bids.dataset import provenance
+from bids_amyloid.bids.derivatives import SessionDerivatives
 from bids_amyloid.bids.io import TMP_PREFIX, atomic_write_json, sha256_file, write_with
-from bids_amyloid.config import TEMPLATE_SPACE
+from bids_amyloid.bids.names import bids_uri, sidecar_of
+from bids_amyloid.config import Config, settings_fingerprint
+from bids_amyloid.space.antsio import to_ants
 
 log = logging.getLogger("bids_amyloid.preprocess")
 
@@ -30,30 +34,20 @@ STALE_FIGURE_SECONDS = 3600.0
 writing there right now, so younger ones are left alone)."""
 
 
-def sidecar_path(path: Path) -> Path:
-    name = Path(path).name
-    for ext in (".nii.gz", ".nii", ".npy", ".mat", ".h5", ".svg"):
-        if name.endswith(ext):
-            return Path(path).with_name(name[: -len(ext)] + ".json")
-    return Path(path).with_suffix(".json")
-
-
-def fingerprint(config) -> str:
+def fingerprint(config: Config) -> str:
     """Hash of the settings that change preprocessing results (not paths, not parallelism)."""
-    payload = {"preprocess": _plain(config.preprocess), "sloppy": bool(config.sloppy), "seed": int(config.seed)}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return settings_fingerprint({"preprocess": _plain(config.preprocess), "sloppy": bool(config.sloppy),
+                                 "seed": int(config.seed)})
 
 
 def _plain(obj: Any) -> Any:
-    import dataclasses
-
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
 class Writer:
     """Writes one session's outputs with provenance; caches input checksums."""
 
-    def __init__(self, config):
+    def __init__(self, config: Config):
         self.config = config
         self.settings = config.to_dict()
         self.fingerprint = fingerprint(config)
@@ -124,7 +118,7 @@ class Writer:
 
     def nifti(self, path: Path, img: nib.Nifti1Image, sidecar: dict[str, Any]) -> Path:
         write_with(path, lambda tmp: nib.save(img, str(tmp)))
-        atomic_write_json(sidecar_path(path), sidecar)
+        atomic_write_json(sidecar_of(path), sidecar)
         return Path(path)
 
     def npy(self, path: Path, array: np.ndarray, sidecar: dict[str, Any]) -> Path:
@@ -133,13 +127,13 @@ class Writer:
                 np.save(handle, array)
 
         write_with(path, _save)
-        atomic_write_json(sidecar_path(path), sidecar)
+        atomic_write_json(sidecar_of(path), sidecar)
         return Path(path)
 
     def copy(self, source: str | Path, path: Path, sidecar: dict[str, Any] | None = None) -> Path:
         write_with(path, lambda tmp: shutil.copyfile(source, tmp))
         if sidecar is not None:
-            atomic_write_json(sidecar_path(path), sidecar)
+            atomic_write_json(sidecar_of(path), sidecar)
         return Path(path)
 
     def figure(self, path: Path, draw) -> Path:
@@ -147,72 +141,33 @@ class Writer:
         return Path(path)
 
 
-class SessionPaths:
-    """Where every preprocessing output of one session goes (names from ``bids/derivatives``)."""
+class ImageCache:
+    """ANTs images read once per session (stages reuse the previous stage's files)."""
 
-    def __init__(self, out_dir: Path, subject: str, mri_session: str | None, session: str | None, anchor: str,
-                 registration: str):
-        self.out, self.sub, self.mri_ses, self.ses, self.anchor = Path(out_dir), subject, mri_session, session, anchor
-        self.xfm_ext = ".h5" if registration == "syn" else ".mat"
+    def __init__(self):
+        self._images: dict[Path, object] = {}
 
-    def _anat(self, suffix: str, ext: str = ".nii.gz", **entities: str | None) -> Path:
-        return derivative_path(self.out, self.sub, self.mri_ses, "anat", suffix, ext, **entities)
+    def get(self, path: Path):
+        path = Path(path)
+        if path not in self._images:
+            self._images[path] = to_ants(nib.load(str(path)))
+        return self._images[path]
 
-    @property
-    def anat_dir(self) -> Path:
-        return self._anat(self.anchor).parent
+    def put(self, path: Path, image) -> None:
+        self._images[Path(path)] = image
 
-    @property
-    def pet_dir(self) -> Path:
-        return derivative_path(self.out, self.sub, self.ses, "pet", "pet", ".nii.gz").parent
 
-    @property
-    def figures_dir(self) -> Path:
-        return self.out / f"sub-{self.sub}" / "figures"
+@dataclass
+class Context:
+    """What the stages of one session share."""
 
-    def native_preproc(self) -> Path:
-        return self._anat(self.anchor, desc="preproc")
-
-    def brain_mask(self) -> Path:
-        return self._anat("mask", desc="brain")
-
-    def template_mask(self) -> Path:
-        return self._anat("mask", space=TEMPLATE_SPACE, desc="brain")
-
-    def xfm_to_template(self) -> Path:
-        return self._anat("xfm", self.xfm_ext, **{"from": self.anchor, "to": TEMPLATE_SPACE, "mode": "image"})
-
-    def xfm_from_template(self) -> Path:
-        return self._anat("xfm", self.xfm_ext, **{"from": TEMPLATE_SPACE, "to": self.anchor, "mode": "image"})
-
-    def template_preproc(self, contrast: str) -> Path:
-        return self._anat(contrast, space=TEMPLATE_SPACE, desc="preproc")
-
-    def xfm_to_anchor(self, contrast: str) -> Path:
-        return self._anat("xfm", ".mat", **{"from": contrast, "to": self.anchor, "mode": "image"})
-
-    def slices(self, contrast: str) -> Path:
-        return slice_cache_path(self.out, self.sub, self.mri_ses, contrast)
-
-    def figure(self, contrast: str, desc: str) -> Path:
-        return self.figures_dir / bids_name(self.sub, self.mri_ses, contrast, ".svg", desc=desc)
-
-    def pet_suvr(self, tracer: str) -> Path:
-        return derivative_path(self.out, self.sub, self.ses, "pet", "pet", ".nii.gz", trc=tracer, space=TEMPLATE_SPACE,
-                               desc="suvr")
-
-    def pet_static(self, tracer: str) -> Path:
-        return derivative_path(self.out, self.sub, self.ses, "pet", "pet", ".nii.gz", trc=tracer, desc="static")
-
-    def pet_xfm(self, tracer: str) -> Path:
-        return derivative_path(self.out, self.sub, self.ses, "pet", "xfm", ".mat", trc=tracer,
-                               **{"from": "petref", "to": self.anchor, "mode": "image"})
-
-    def pet_slices(self, tracer: str) -> Path:
-        return slice_cache_path(self.out, self.sub, self.ses, "pet", tracer=tracer)
-
-    def pet_figure(self, tracer: str) -> Path:
-        return self.figures_dir / bids_name(self.sub, self.ses, "pet", ".svg", trc=tracer, desc="petreg")
+    config: Config
+    paths: SessionDerivatives
+    writer: Writer
+    workdir: Path
+    anat: dict[str, Path]
+    """Raw MRI file per contrast."""
+    cache: ImageCache = field(default_factory=ImageCache)
 
 
 def remove_old_figure_temporaries(folder: Path, older_than_s: float = STALE_FIGURE_SECONDS) -> int:

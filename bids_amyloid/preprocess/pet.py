@@ -4,7 +4,7 @@ The static PET image (a 4-D PET first becomes one: :mod:`bids_amyloid.preprocess
 bias-corrected T1w of the matched MRI session, and mapped to MNI152NLin2009aSym at 1 mm by
 composing that rigid transform with the T1w -> template transform (linear interpolation, one
 resampling). SUVR = PET / mean PET inside the reference region, where the region is
-:func:`bids_amyloid.preprocess.template.reference_region` (AAL cerebellar labels from mricron-data
+:func:`bids_amyloid.preprocess.regions.reference_region` (AAL cerebellar labels from mricron-data
 intersected with the template's grey matter, or a documented cerebellar box of the nilearn GM
 template without AAL) further restricted to the subject's template-space brain mask.
 

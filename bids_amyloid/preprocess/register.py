@@ -101,8 +101,8 @@ def register_to_template(head, preprocess_config, workdir: Path, *, sloppy: bool
     """Register the bias-corrected head image (ANTs, any grid) to the brain-only template."""
     import ants
 
-    from bids_amyloid.preprocess import template
-    from bids_amyloid.preprocess.images import to_ants
+    from bids_amyloid.space import template
+    from bids_amyloid.space.antsio import to_ants
 
     res = int(preprocess_config.registration_resolution_mm)
     fixed = to_ants(template.template_nifti(res))
@@ -134,7 +134,7 @@ def register_rigid(fixed, moving, fixed_mask, workdir: Path, name: str, *, slopp
     import ants
     from scipy import ndimage
 
-    from bids_amyloid.preprocess.template import ball
+    from bids_amyloid.space.template import ball
 
     prefix = str(Path(workdir) / f"{name}_rigid_")
     iterations = RIGID_ITERATIONS_SLOPPY if sloppy else RIGID_ITERATIONS

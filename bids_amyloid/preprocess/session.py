@@ -10,88 +10,32 @@ One call handles one :class:`~bids_amyloid.bids.records.Session`:
    MRI session, composed into the template, SUVR (cerebellar grey reference), Centiloid estimate,
    slice tensors, QC figure.
 
-Stages whose outputs are complete are skipped (``config.overwrite`` recomputes); stale temporaries
-of killed runs are deleted from the session's folders first. Every file is written atomically.
+The stages are declared up front (``anat.anat_stages``, ``petstage.pet_stages``) and run by one
+:class:`~bids_amyloid.preprocess.stages.StageRunner`: stages whose outputs are complete are skipped
+(``config.overwrite`` recomputes); stale temporaries of killed runs are deleted from the
+session's folders first. Every file is written atomically.
 """
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from bids_amyloid.bids.derivatives import Derivatives
 from bids_amyloid.bids.io import locked, remove_stale_temporaries
-from bids_amyloid.bids.records import Session
+from bids_amyloid.bids.records import Preprocessed, Session
+from bids_amyloid.config import Config
 from bids_amyloid.errors import MissingInputError
-from bids_amyloid.preprocess import anat as anat_stage
 from bids_amyloid.preprocess import register
-from bids_amyloid.preprocess.outputs import SessionPaths, Writer, remove_old_figure_temporaries
-from bids_amyloid.preprocess.petstage import PetDerivatives, process_pet
+from bids_amyloid.preprocess.anat import anat_stages, anchor_contrast, contrasts_to_process
+from bids_amyloid.preprocess.outputs import Context, Writer, remove_old_figure_temporaries
+from bids_amyloid.preprocess.petstage import pet_record, pet_stages
+from bids_amyloid.preprocess.stages import ProgressCallback, StageRunner
 
 log = logging.getLogger("bids_amyloid.preprocess")
 
-ProgressCallback = Callable[[str, str, int, int], None]
-"""``progress(session_key, stage, step, total)``: called before each stage (step counts from 1)."""
 
-
-@dataclass(frozen=True)
-class Preprocessed:
-    """Paths of everything preprocessing wrote for one session (all under ``config.output_dir``).
-
-    MRI derivatives live in the MRI session's folder (``mri_session``; another session's when the
-    MRI is borrowed), PET derivatives in this session's ``pet/`` folder. Template-space images are
-    on the 1 mm MNI152NLin2009aSym grid (197 x 233 x 189).
-    """
-
-    subject: str
-    session: str | None
-    mri_session: str | None
-    anchor: str
-    """Contrast the MRI was anchored on (T1w when present)."""
-    native_preproc: Path
-    """Anchor (T1w) bias-corrected, RAS, native grid, with skull."""
-    brain_mask: Path
-    """Brain mask on the native grid."""
-    template_brain_mask: Path
-    xfm_to_template: Path
-    """Anchor -> template (ANTs: affine ``.mat``, or composite ``.h5`` for SyN)."""
-    xfm_from_template: Path
-    """Template -> anchor (the inverse, a separate file)."""
-    template_preproc: dict[str, Path] = field(default_factory=dict)
-    """Contrast -> bias-corrected, skull-stripped image in template space."""
-    xfm_to_anchor: dict[str, Path] = field(default_factory=dict)
-    """Non-anchor contrast -> rigid transform onto the anchor."""
-    slices: dict[str, Path] = field(default_factory=dict)
-    """Contrast -> MRI slice tensor (float16 .npy, [n_slices, 224, 224])."""
-    pet: dict[str, PetDerivatives] = field(default_factory=dict)
-    """Tracer -> PET derivatives (SUVR image, transform, slices, figure, reference numbers)."""
-    figures: tuple[Path, ...] = ()
-    computed: tuple[str, ...] = ()
-    """Stages run by this call."""
-    reused: tuple[str, ...] = ()
-    """Stages skipped because their outputs were complete."""
-
-    @property
-    def key(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
-
-    @property
-    def pet_slices(self) -> dict[str, Path]:
-        return {tracer: p.slices for tracer, p in self.pet.items()}
-
-    def files(self) -> list[Path]:
-        """Every data file listed above (sidecars not included)."""
-        out = [self.native_preproc, self.brain_mask, self.template_brain_mask, self.xfm_to_template,
-               self.xfm_from_template, *self.template_preproc.values(), *self.xfm_to_anchor.values(),
-               *self.slices.values(), *self.figures]
-        for p in self.pet.values():
-            out += [p.suvr, p.xfm_to_anchor, p.slices] + ([p.figure] if p.figure else []) + (
-                [p.static] if p.static else [])
-        return list(dict.fromkeys(out))
-
-
-def preprocess_session(session: Session, config, *, progress: ProgressCallback | None = None) -> Preprocessed:
+def preprocess_session(session: Session, config: Config, *, progress: ProgressCallback | None = None) -> Preprocessed:
     """Preprocess one session's MRI (shared per MRI session) and PET; return the output paths.
 
     Raises ``MissingInputError`` when the session has no MRI, ``DataError`` (naming the file) for
@@ -101,46 +45,45 @@ def preprocess_session(session: Session, config, *, progress: ProgressCallback |
         raise MissingInputError(f"{session.key}: no MRI to preprocess")
     register.configure_ants(config.seed, config.omp_nthreads)
     mri_session = session.mri_session if session.mri_session is not None else session.session
-    anchor = anat_stage.anchor_contrast(session.anat)
-    paths = SessionPaths(config.output_dir, session.subject, mri_session, session.session, anchor,
-                         config.preprocess.registration)
-    writer = Writer(config)
-    cache = anat_stage.ImageCache()
-    n_contrasts = len(anat_stage.contrasts_to_process(session.anat, config.contrasts))
-    n_mri = 3 + (n_contrasts - 1) + n_contrasts + (1 + n_contrasts) * int(config.preprocess.qc_figures)
-    total = n_mri + sum(3 + int(p.volumes > 1) + int(config.preprocess.qc_figures) for p in session.pet)
-    counter = {"step": 0}
-
-    def step(stage: str) -> None:
-        counter["step"] += 1
-        log.info("%s: %s (%d/%d)", session.key, stage, counter["step"], total)
-        if progress is not None:
-            progress(session.key, stage, counter["step"], total)
-
+    paths = Derivatives(config.output_dir).session(session.subject, session.session, mri_session=mri_session,
+                                                   anchor=anchor_contrast(session.anat),
+                                                   registration=config.preprocess.registration)
     work_root = Path(config.resolved_work_dir) / "preprocess"
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{session.key}-", dir=work_root) as workdir:
+        ctx = Context(config, paths, Writer(config), Path(workdir), session.anat)
+        mri = anat_stages(ctx)
+        pets = [pet_stages(ctx, scan, session) for scan in session.pet]
+        runner = StageRunner(ctx.writer, session.key, len(mri) + sum(map(len, pets)), progress)
         with locked(paths.anat_dir):
-            removed = remove_stale_temporaries(paths.anat_dir)
-            removed += remove_old_figure_temporaries(paths.figures_dir)
-            if removed:
-                log.info("%s: removed %d stale temporary file(s)", session.key, removed)
-            mri = anat_stage.process_anat(session.anat, config, paths, writer, cache, Path(workdir), step)
-        pet: dict[str, PetDerivatives] = {}
+            _clean(session.key, paths.anat_dir, remove_stale_temporaries(paths.anat_dir)
+                   + remove_old_figure_temporaries(paths.figures_dir))
+            runner.run(mri)
         if session.pet:
             with locked(paths.pet_dir):
-                removed = remove_stale_temporaries(paths.pet_dir)
-                if removed:
-                    log.info("%s: removed %d stale temporary PET file(s)", session.key, removed)
-                for scan in session.pet:
-                    pet[scan.tracer] = process_pet(scan, session, mri, config, paths, writer, cache, Path(workdir),
-                                                   step, mri.computed, mri.reused)
-    figures = tuple(mri.figures) + tuple(p.figure for p in pet.values() if p.figure)
+                _clean(session.key, paths.pet_dir, remove_stale_temporaries(paths.pet_dir))
+                for stages in pets:
+                    runner.run(stages)
+        return _record(ctx, session, runner)
+
+
+def _clean(key: str, folder: Path, removed: int) -> None:
+    if removed:
+        log.info("%s: removed %d stale temporary file(s) in %s", key, removed, folder)
+
+
+def _record(ctx: Context, session: Session, runner: StageRunner) -> Preprocessed:
+    p = ctx.paths
+    contrasts = contrasts_to_process(session.anat, ctx.config.contrasts)
+    pet = {scan.tracer: pet_record(ctx, scan) for scan in session.pet}
+    figures: tuple[Path, ...] = ()
+    if ctx.config.preprocess.qc_figures:
+        figures = (p.figure(p.anchor, "brainmask"), *(p.figure(c, "reg") for c in contrasts),
+                   *(d.figure for d in pet.values() if d.figure))
     return Preprocessed(
-        subject=session.subject, session=session.session, mri_session=mri_session, anchor=anchor,
-        native_preproc=mri.native_preproc, brain_mask=mri.brain_mask, template_brain_mask=mri.template_mask,
-        xfm_to_template=mri.xfm_to_template, xfm_from_template=mri.xfm_from_template,
-        template_preproc=dict(mri.template_preproc), xfm_to_anchor=dict(mri.xfm_to_anchor),
-        slices=dict(mri.slices), pet=pet, figures=figures,
-        computed=tuple(mri.computed), reused=tuple(mri.reused),
-    )
+        subject=session.subject, session=session.session, mri_session=p.mri_ses, anchor=p.anchor,
+        native_preproc=p.native_preproc(), brain_mask=p.brain_mask(), template_brain_mask=p.template_mask(),
+        xfm_to_template=p.xfm_to_template(), xfm_from_template=p.xfm_from_template(),
+        template_preproc={c: p.template_preproc(c) for c in contrasts},
+        xfm_to_anchor={c: p.xfm_to_anchor(c) for c in contrasts[1:]}, slices={c: p.slices(c) for c in contrasts},
+        pet=pet, figures=figures, computed=tuple(runner.computed), reused=tuple(runner.reused))

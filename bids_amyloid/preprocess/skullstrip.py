@@ -18,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from bids_amyloid.preprocess import register, template
-from bids_amyloid.preprocess.images import to_ants
+from bids_amyloid.preprocess import register
+from bids_amyloid.space import template
+from bids_amyloid.space.antsio import to_ants
 
 METHOD = (
     "Registration of the bias-corrected head to the MNI152NLin2009aSym brain template (metric mask: "

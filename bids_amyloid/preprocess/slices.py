@@ -1,6 +1,6 @@
 """Intensity normalisation and sagittal slice tensors (the preprocess -> train/infer contract).
 
-See ``docs/dev/CONTRACTS.md`` ("Slice cache"). Per session and modality: float16 ``[n_slices, 224,
+See ``docs/dev/README.md`` ("Slice tensors"). Per session and modality: float16 ``[n_slices, 224,
 224]``; slices at integer template x indices evenly spaced over the central ``slice_band`` of the
 template's left-right extent, sorted left -> right (numerically, never as strings). Each slice is
 the template (y, z) plane: zero-padded, centred, to a square of side max(y, z), then resized

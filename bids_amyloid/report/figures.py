@@ -75,30 +75,28 @@ def saliency_overlay(saliency: Path, background: Path | None, title: str, thresh
 
 def roc_band(y: Sequence[int], p: Sequence[float], *, n_boot: int = 500, seed: int = 0,
              grid: int = 101) -> dict[str, np.ndarray | float]:
-    """ROC curve, AUC and a percentile bootstrap band (95 %) of the TPR on a fixed FPR grid."""
+    """ROC curve and a percentile bootstrap band (95 %) of the TPR on a fixed FPR grid."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     fpr, tpr, _ = roc_curve(y, p)
     fgrid = np.linspace(0, 1, grid)
     rng = np.random.default_rng(seed)
-    boots, aucs = [], []
+    boots = []
     for _ in range(n_boot):
         idx = rng.integers(0, y.size, y.size)
         if y[idx].min() == y[idx].max():
             continue
         bf, bt, _ = roc_curve(y[idx], p[idx])
         boots.append(np.interp(fgrid, bf, bt))
-        aucs.append(roc_auc_score(y[idx], p[idx]))
     low, high = (np.percentile(boots, [2.5, 97.5], axis=0) if boots else (np.full(grid, np.nan),) * 2)
-    auc_ci = tuple(np.percentile(aucs, [2.5, 97.5])) if aucs else (np.nan, np.nan)
-    return {"fpr": fpr, "tpr": tpr, "grid": fgrid, "low": low, "high": high, "auc": float(roc_auc_score(y, p)),
-            "auc_low": float(auc_ci[0]), "auc_high": float(auc_ci[1])}
+    return {"fpr": fpr, "tpr": tpr, "grid": fgrid, "low": low, "high": high, "auc": float(roc_auc_score(y, p))}
 
 
 def roc_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], *, n_boot: int = 500,
-               seed: int = 0) -> str:
-    """One ROC curve per entry (name -> labels, probabilities) with its bootstrap band."""
+               seed: int = 0, auc_ci: Mapping[str, tuple[float, float, float]] | None = None) -> str:
+    """One ROC curve per entry (name -> labels, probabilities) with its bootstrap band; the legend
+    gives each entry's AUC [95 % CI] from ``auc_ci`` (the metrics table: one source of those numbers)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1)
@@ -107,9 +105,10 @@ def roc_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], *, n
         if len(set(np.asarray(y).tolist())) < 2:
             continue
         band = roc_band(y, p, n_boot=n_boot, seed=seed)
+        auc, low, high = (auc_ci or {}).get(name, (band["auc"], float("nan"), float("nan")))
         ax.fill_between(band["grid"], band["low"], band["high"], color=color, alpha=0.18, lw=0)
         ax.step(band["fpr"], band["tpr"], where="post", color=color, lw=1.8,
-                label=f"{name}: AUC {band['auc']:.2f} [{band['auc_low']:.2f}, {band['auc_high']:.2f}]")
+                label=f"{name}: AUC {auc:.2f} [{low:.2f}, {high:.2f}]")
     ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
            xlim=(0, 1), ylim=(0, 1.01), title="Out-of-fold ROC (95 % bootstrap band)")
     ax.legend(loc="lower right", fontsize=7, frameon=False)

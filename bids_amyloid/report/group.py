@@ -14,7 +14,6 @@ It reads what ``workflows/group.py`` writes (and tolerates what is missing, sayi
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections import defaultdict
@@ -23,16 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from bids_amyloid import __version__
+from bids_amyloid.bids.derivatives import Derivatives
 from bids_amyloid.bids.io import sha256_file
+from bids_amyloid.bids.tables import cell, read_rows
 from bids_amyloid.config import Config
 from bids_amyloid.report import figures
 from bids_amyloid.report import html as H
 
 log = logging.getLogger("bids_amyloid.report")
 
-OOF = Path("group") / "desc-oof_predictions.tsv"
-METRICS = Path("group") / "desc-cv_metrics.tsv"
-REPORT = Path("group") / "group_report.html"
 METRIC_SHOWN = ["contrast", "model", "n", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "sensitivity",
                 "specificity", "ppv", "npv", "f1", "balanced_accuracy", "ece", "brier"]
 METRIC_HEADERS = {"n_positive": "positive", "auc_ci_low": "AUC CI low", "auc_ci_high": "AUC CI high",
@@ -41,8 +39,8 @@ METRIC_HEADERS = {"n_positive": "positive", "auc_ci_low": "AUC CI low", "auc_ci_
 
 
 def _read_tsv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+    """Rows with every value as its text (the report formats numbers itself)."""
+    return [{k: cell(v) for k, v in row.items()} for row in read_rows(path, text=("fold",))]
 
 
 def _read_json(path: Path) -> Any:
@@ -81,10 +79,10 @@ def oof_curves(rows: list[dict[str, str]]) -> dict[str, dict[str, list]]:
     return dict(sorted(curves.items(), key=lambda kv: (not kv[0].endswith("student"), kv[0])))
 
 
-def _bundles(out_dir: Path) -> list[dict[str, Any]]:
+def _bundles(layout: Derivatives) -> list[dict[str, Any]]:
     found = []
-    models = out_dir / "models"
-    for meta_path in sorted(set(models.glob("bundle.json")) | set(models.glob("*/bundle.json"))):
+    for folder in layout.bundles():
+        meta_path = folder / "bundle.json"
         meta = _read_json(meta_path) or {}
         summary = _read_json(meta_path.parent / "training_summary.json") or {}
         manifest = meta_path.parent / "manifest.json"
@@ -93,21 +91,32 @@ def _bundles(out_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
-def _evaluation(out_dir: Path, seed: int) -> tuple[list[str], list[tuple[str, str]]]:
+def _auc_ci(layout: Derivatives) -> dict[str, tuple[float, float, float]]:
+    """'<contrast> <model>' -> (AUC, CI low, CI high) of the pooled rows of the metrics table."""
+    if not layout.cv_metrics.is_file():
+        return {}
+    value = lambda text: float("nan") if _number(text) is None else _number(text)  # noqa: E731
+    return {f"{r['contrast']} {r['model']}": (value(r["auc"]), value(r["auc_ci_low"]), value(r["auc_ci_high"]))
+            for r in _read_tsv(layout.cv_metrics) if r.get("fold") == "pooled"}
+
+
+def _evaluation(layout: Derivatives, config: Config) -> tuple[list[str], list[tuple[str, str]]]:
     body, nav = [], []
-    oof_path = out_dir / OOF
+    oof_path = layout.oof_predictions
     if not oof_path.is_file():
-        body.append(H.section("Out-of-fold evaluation", H.note(f"{OOF} not found: no group-level results yet."),
-                              "evaluation"))
+        body.append(H.section("Out-of-fold evaluation", H.note(f"{oof_path.name} not found: no group-level results "
+                                                               "yet."), "evaluation"))
         return body, [("Evaluation", "evaluation")]
     curves = oof_curves(_read_tsv(oof_path))
     usable = {k: (v["y"], v["p"]) for k, v in curves.items() if len(set(v["y"])) == 2}
     parts = [H.note("Each session is predicted by the fold model that never saw its subject (held-out fold); "
                     "thresholds were chosen on each fold's validation part, never on the held-out fold. "
-                    "Bands: 95 % percentile bootstrap over sessions (500 resamples).")]
+                    f"Bands: 95 % percentile bootstrap over sessions ({config.train.bootstrap} resamples); the AUC "
+                    "confidence intervals are those of the metrics table.")]
     if usable:
         parts.append('<div class="grid">')
-        parts.append(H.figure(figures.roc_figure(usable, seed=seed), "ROC of the out-of-fold predictions per "
+        parts.append(H.figure(figures.roc_figure(usable, seed=config.seed, n_boot=config.train.bootstrap,
+                                                 auc_ci=_auc_ci(layout)), "ROC of the out-of-fold predictions per "
                               "contrast and model, with 95 % bootstrap bands and AUC [95 % CI]."))
         parts.append(H.figure(figures.calibration_figure(usable), "Calibration: observed fraction of amyloid-positive "
                               "sessions per predicted-probability bin (10 equal-width bins); below, sessions per bin."))
@@ -124,10 +133,10 @@ def _evaluation(out_dir: Path, seed: int) -> tuple[list[str], list[tuple[str, st
     return body, nav
 
 
-def _metrics(out_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
-    path = out_dir / METRICS
+def _metrics(layout: Derivatives) -> tuple[list[str], list[tuple[str, str]]]:
+    path = layout.cv_metrics
     if not path.is_file():
-        return [H.section("Metrics", H.note(f"{METRICS} not found."), "metrics")], [("Metrics", "metrics")]
+        return [H.section("Metrics", H.note(f"{path.name} not found."), "metrics")], [("Metrics", "metrics")]
     rows = _read_tsv(path)
     summary = [r for r in rows if r.get("fold") in ("pooled", "mean")]
     folds = [r for r in rows if r.get("fold") not in ("pooled", "mean")]
@@ -143,7 +152,7 @@ def _metrics(out_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
                      + "</details>")
     body = [H.section("Metrics", "\n".join(parts), "metrics")]
     nav = [("Metrics", "metrics")]
-    ablations = sorted((out_dir / "group").glob("*ablation*.tsv"))
+    ablations = layout.ablation_tables()
     if ablations:
         ab_parts = []
         for ab in ablations:
@@ -159,14 +168,15 @@ def _metrics(out_dir: Path) -> tuple[list[str], list[tuple[str, str]]]:
 
 def write_group_report(config: Config) -> Path:
     """Write ``OUT/group/group_report.html`` from the group-level outputs."""
-    out_dir = Path(config.output_dir)
-    bundles = _bundles(out_dir)
+    layout = Derivatives(config.output_dir)
+    out_dir = layout.root
+    bundles = _bundles(layout)
     body = []
     if any(b["meta"].get("backbone", {}).get("testing_only") for b in bundles):
         body.append(H.banner("TESTING ONLY: the models use the random 'tiny' backbone. Every number below is "
                              "meaningless and exists only to test the software."))
-    metric_body, metric_nav = _metrics(out_dir)
-    eval_body, eval_nav = _evaluation(out_dir, config.seed)
+    metric_body, metric_nav = _metrics(layout)
+    eval_body, eval_nav = _evaluation(layout, config)
     body += metric_body[:1] + eval_body + metric_body[1:]
     nav = metric_nav[:1] + eval_nav + metric_nav[1:]
     prov = []
@@ -184,7 +194,7 @@ def write_group_report(config: Config) -> Path:
                                                         for k, v in (summary.get("ablations") or {}).items()),
                          "weak teacher folds": summary.get("weak_teacher_folds", "n/a")})
         prov.append(H.table(rows, list(rows[0])))
-    config_json = _read_json(out_dir / "logs" / "group_config.json")
+    config_json = _read_json(layout.run_config("group"))
     if config_json:
         prov.append(H.json_details("Configuration of the group run", config_json))
     prov.append(H.note(f"Report written by bids_amyloid {__version__} on "
@@ -193,6 +203,6 @@ def write_group_report(config: Config) -> Path:
     nav.append(("Provenance", "provenance"))
     text = H.page("bids_amyloid: group report", "Cross-validated MRI-only amyloid-beta prediction "
                   "(student distilled from a PET + MRI teacher)", nav, "\n".join(body))
-    path = H.write_page(out_dir / REPORT, text)
+    path = H.write_page(layout.group_report, text)
     log.info("group report: %s", path)
     return path

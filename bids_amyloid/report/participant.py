@@ -4,27 +4,24 @@ saliency overlays, the preprocessing QC figures and the provenance, in one self-
 It reads only files of the output folder (what ``preprocess`` and ``infer`` wrote), so it can be
 called whenever a subject's sessions are done, with or without a model:
 
-* ``sub-X/[ses-Y/]anat/*_desc-amyloid_predictions.tsv`` (+ .json): the predictions;
-* ``sub-X/[ses-Y/]anat/*_saliency.nii.gz`` (+ .json): overlays are drawn once and cached in
-  ``sub-X/figures/<map name>.png`` (redrawn when the map is newer);
-* ``sub-X/[ses-Y/]anat/*_regions.tsv``: the regions with the largest saliency share;
-* ``sub-X/figures/*.svg|*.png``: preprocessing QC figures, embedded as they are.
+the subject's predictions tables, saliency maps (overlays drawn once and cached as PNG, redrawn
+when the map is newer), regions tables and QC figures, as ``Derivatives.subject_files`` finds them.
 """
 from __future__ import annotations
 
 import base64
-import csv
 import json
 import logging
 import re
-from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from bids_amyloid import __version__
-from bids_amyloid.bids.derivatives import json_sidecar
+from bids_amyloid.bids.derivatives import Derivatives
 from bids_amyloid.bids.io import atomic_write_bytes
+from bids_amyloid.bids.names import sidecar_of
+from bids_amyloid.bids.tables import read_rows
 from bids_amyloid.config import Config
 from bids_amyloid.report import figures
 from bids_amyloid.report import html as H
@@ -32,7 +29,6 @@ from bids_amyloid.report import html as H
 log = logging.getLogger("bids_amyloid.report")
 
 TOP_REGIONS = 8
-NO_SESSION = ""
 
 
 def entities(name: str) -> dict[str, str]:
@@ -44,9 +40,8 @@ def entities(name: str) -> dict[str, str]:
     return found
 
 
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+def read_tsv(path: Path) -> list[dict[str, Any]]:
+    return read_rows(path, text=("participant_id", "session_id", "mri_session_id", "model_id"), missing="n/a")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -79,9 +74,9 @@ def _background(saliency: Path, meta: dict[str, Any], out_dir: Path) -> Path | N
     return None
 
 
-def _overlay(saliency: Path, out_dir: Path, figures_dir: Path) -> str:
-    meta = read_json(json_sidecar(saliency))
-    cached = figures_dir / (saliency.name.split(".")[0] + ".png")
+def _overlay(saliency: Path, out_dir: Path) -> str:
+    meta = read_json(sidecar_of(saliency))
+    cached = Derivatives(out_dir).overlay_figure(saliency)
     if not cached.is_file() or cached.stat().st_mtime < saliency.stat().st_mtime:
         method = meta.get("Method", {}).get("Name", entities(saliency.name).get("desc", "saliency"))
         space = "template" if "space" in entities(saliency.name) else "native T1w"
@@ -91,25 +86,7 @@ def _overlay(saliency: Path, out_dir: Path, figures_dir: Path) -> str:
     return figures.file_uri(cached)
 
 
-def _collect(subject: str, out_dir: Path) -> dict[str, dict[str, list[Path]]]:
-    """session label ('' = none) -> kind -> files."""
-    root = out_dir / f"sub-{subject}"
-    found: dict[str, dict[str, list[Path]]] = defaultdict(lambda: defaultdict(list))
-    patterns = {"predictions": "*_desc-amyloid_predictions.tsv", "saliency": "*_saliency.nii.gz",
-                "regions": "*_regions.tsv"}
-    for kind, pattern in patterns.items():
-        for path in sorted(root.glob(f"**/anat/{pattern}")):
-            found[entities(path.name).get("ses", NO_SESSION)][kind].append(path)
-    for path in sorted((root / "figures").glob("*")):
-        if path.suffix.lower() in (".svg", ".png") and not path.name.endswith("_saliency.png"):
-            found[entities(path.name).get("ses", NO_SESSION)]["qc"].append(path)
-    for folder in sorted(root.glob("ses-*")):
-        if folder.is_dir():
-            found[folder.name[4:]]  # a session with outputs of no known kind still gets a heading
-    return found
-
-
-def _saliency_block(files: dict[str, list[Path]], out_dir: Path, figures_dir: Path) -> str:
+def _saliency_block(files: dict[str, list[Path]], out_dir: Path) -> str:
     maps = files.get("saliency", [])
     native = [p for p in maps if "space" not in entities(p.name)]
     shown = native or maps
@@ -120,9 +97,9 @@ def _saliency_block(files: dict[str, list[Path]], out_dir: Path, figures_dir: Pa
                     "sagittal slices to 3-D (only the central slice band the model sees carries saliency). "
                     "Maximum scaled to 1; voxels below 0.1 are transparent.")]
     for path in shown:
-        meta = read_json(json_sidecar(path))
+        meta = read_json(sidecar_of(path))
         try:
-            uri = _overlay(path, out_dir, figures_dir)
+            uri = _overlay(path, out_dir)
         except Exception as exc:  # a figure must not cost the report
             log.warning("%s: overlay failed: %s", path.name, exc)
             continue
@@ -138,7 +115,7 @@ def _saliency_block(files: dict[str, list[Path]], out_dir: Path, figures_dir: Pa
         parts.append(H.table(rows, ["region", "hemisphere", "saliency_share", "mean_saliency"],
                              {"saliency_share": "share of saliency", "mean_saliency": "mean (max 1)"},
                              numeric=("saliency_share", "mean_saliency")))
-        atlas = read_json(json_sidecar(path)).get("Atlas", {})
+        atlas = read_json(sidecar_of(path)).get("Atlas", {})
         if atlas:
             parts.append(H.note(f"Atlas: {atlas.get('Description', atlas.get('Name', ''))}"))
     return "<h3>Where the model looked</h3>\n" + "\n".join(parts)
@@ -152,18 +129,52 @@ PRED_HEADERS = {"session_id": "session", "probability": "probability", "uncertai
 NUMERIC = ("probability", "threshold", "uncertainty", "fold_min", "fold_max", "positive_folds", "n_folds")
 
 
+def _session_block(files: dict[str, list[Path]], out_dir: Path) -> str:
+    """One session's section: its predictions, saliency maps and preprocessing QC figures."""
+    parts = []
+    rows = [r for p in files.get("predictions", []) for r in read_tsv(p)]
+    if rows:
+        parts.append(H.table(rows, PRED_COLUMNS[1:], PRED_HEADERS, NUMERIC))
+    parts.append(_saliency_block(files, out_dir))
+    qc = files.get("qc", [])
+    if qc:
+        parts.append("<h3>Preprocessing quality control</h3>")
+        parts += [H.figure(figures.file_uri(p), p.name) for p in qc]
+    if not any(parts):
+        parts.append(H.note("No outputs yet."))
+    return "\n".join(p for p in parts if p)
+
+
+def _provenance_parts(provenance: dict) -> list[str]:
+    """The models, the ensemble rule and the prediction's settings, then the report's own stamp."""
+    prov = []
+    if provenance:
+        models = provenance.get("Models") or {}
+        rows = [{"contrast": c, "model id": str(m.get("ModelId", ""))[:16], "backbone": m.get("Backbone"),
+                 "folds": m.get("Folds"), "fold thresholds": ", ".join(f"{t:.3f}" for t in m.get("FoldThresholds", [])),
+                 "device": m.get("Device"), "precision": m.get("Precision"), "trained with": m.get("TrainedWith")}
+                for c, m in models.items()]
+        if rows:
+            prov.append(H.table(rows, list(rows[0])))
+        prov.append(H.note(f"Ensemble rule: {next(iter(models.values()), {}).get('EnsembleRule', 'n/a')}"))
+        prov.append(H.json_details("Settings, sources and checksums of the prediction", provenance))
+    prov.append(H.note(f"Report written by bids_amyloid {__version__} on "
+                       f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. {H.DISCLAIMER}"))
+    return prov
+
+
 def write_participant_report(subject: str, config: Config) -> Path:
     """Write ``OUT/sub-<subject>.html`` from what the output folder holds for this subject."""
     subject = re.sub(r"^sub-", "", subject)
-    out_dir = Path(config.output_dir)
-    figures_dir = out_dir / f"sub-{subject}" / "figures"
-    found = _collect(subject, out_dir)
+    layout = Derivatives(config.output_dir)
+    out_dir = layout.root
+    found = layout.subject_files(subject)
     predictions, provenance, testing = [], {}, False
     for ses in sorted(found):
         for path in found[ses].get("predictions", []):
             predictions += read_tsv(path)
-            provenance = provenance or read_json(json_sidecar(path))
-    testing = any(r.get("testing_only") == "true" for r in predictions)
+            provenance = provenance or read_json(sidecar_of(path))
+    testing = any(str(r.get("testing_only")).lower() == "true" for r in predictions)
     body = []
     if testing:
         body.append(H.banner("TESTING ONLY: these predictions come from a model with the random 'tiny' backbone. "
@@ -183,39 +194,14 @@ def write_participant_report(subject: str, config: Config) -> Path:
                                      "no usable MRI)."), "predictions"))
     nav = [("Predictions", "predictions")]
     for ses in sorted(found):
-        files = found[ses]
-        title = f"Session {ses}" if ses else "Subject-level outputs"
-        parts = []
-        rows = [r for p in files.get("predictions", []) for r in read_tsv(p)]
-        if rows:
-            parts.append(H.table(rows, PRED_COLUMNS[1:], PRED_HEADERS, NUMERIC))
-        parts.append(_saliency_block(files, out_dir, figures_dir))
-        qc = files.get("qc", [])
-        if qc:
-            parts.append("<h3>Preprocessing quality control</h3>")
-            parts += [H.figure(figures.file_uri(p), p.name) for p in qc]
-        if not any(parts):
-            parts.append(H.note("No outputs yet."))
-        anchor = f"ses-{ses}" if ses else "subject"
-        body.append(H.section(title, "\n".join(p for p in parts if p), anchor))
+        title, anchor = (f"Session {ses}", f"ses-{ses}") if ses else ("Subject-level outputs", "subject")
+        body.append(H.section(title, _session_block(found[ses], out_dir), anchor))
         nav.append((title, anchor))
-    prov = []
-    if provenance:
-        models = provenance.get("Models") or {}
-        rows = [{"contrast": c, "model id": str(m.get("ModelId", ""))[:16], "backbone": m.get("Backbone"),
-                 "folds": m.get("Folds"), "fold thresholds": ", ".join(f"{t:.3f}" for t in m.get("FoldThresholds", [])),
-                 "device": m.get("Device"), "precision": m.get("Precision"), "trained with": m.get("TrainedWith")}
-                for c, m in models.items()]
-        if rows:
-            prov.append(H.table(rows, list(rows[0])))
-        prov.append(H.note(f"Ensemble rule: {next(iter(models.values()), {}).get('EnsembleRule', 'n/a')}"))
-        prov.append(H.json_details("Settings, sources and checksums of the prediction", provenance))
-    prov.append(H.note(f"Report written by bids_amyloid {__version__} on "
-                       f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. {H.DISCLAIMER}"))
+    prov = _provenance_parts(provenance)
     body.append(H.section("Provenance", "\n".join(prov), "provenance"))
     nav.append(("Provenance", "provenance"))
     text = H.page(f"bids_amyloid: sub-{subject}", "Amyloid-beta positivity from MRI alone: participant report",
                   nav, "\n".join(body))
-    path = H.write_page(out_dir / f"sub-{subject}.html", text)
+    path = H.write_page(layout.participant_report(subject), text)
     log.info("participant report: %s", path)
     return path

@@ -14,26 +14,26 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
+from bids_amyloid.bids.derivatives import Derivatives
+from bids_amyloid.bids.tables import read_table
 
 RULE = "=" * 78
 
 
-def _testing_only(out_dir: Path) -> bool:
-    for bundle in sorted(out_dir.glob("models/**/bundle.json")):
+def _testing_only(layout: Derivatives) -> bool:
+    for folder in layout.bundles():
         try:
-            if json.loads(bundle.read_text())["backbone"]["testing_only"]:
+            if json.loads((folder / "bundle.json").read_text())["backbone"]["testing_only"]:
                 return True
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return False
 
 
-def _auc_lines(out_dir: Path, testing: bool) -> list[str]:
-    path = out_dir / "group" / "desc-cv_metrics.tsv"
-    if not path.exists():
+def _auc_lines(layout: Derivatives, testing: bool) -> list[str]:
+    if not layout.cv_metrics.exists():
         return []
-    metrics = pd.read_csv(path, sep="\t", na_values="n/a")
+    metrics = read_table(layout.cv_metrics, text=("fold",))
     folds = metrics[metrics["fold"].astype(str) == "mean"]
     n_folds = int(metrics["fold"].astype(str).str.isdigit().groupby(metrics["model"]).sum().max() or 0)
     described = {"teacher": "PET teacher (reads PET + MRI)", "student": "MRI-only student"}
@@ -64,22 +64,22 @@ def _timing_lines(timings: Path | None) -> list[str]:
 
 
 def summarise(out_dir: Path, timings: Path | None = None) -> str:
-    out_dir = Path(out_dir)
-    testing = _testing_only(out_dir)
+    layout = Derivatives(out_dir)
+    testing = _testing_only(layout)
     lines = []
     if testing:
         lines += [RULE, "TESTING ONLY: these models use the random 'tiny' backbone (--sloppy). Their accuracy",
                   "figures only show that the software runs end to end, not how well MRI predicts amyloid.", RULE]
-    lines += _auc_lines(out_dir, testing)
-    predictions = out_dir / "group" / "sub-all_desc-amyloid_predictions.tsv"
+    lines += _auc_lines(layout, testing)
+    predictions = layout.all_predictions
     if predictions.exists():
-        table = pd.read_csv(predictions, sep="\t", na_values="n/a")
+        table = read_table(predictions)
         positive = int((table["label"] == "positive").sum())
         lines.append(f"MRI-only predictions: {len(table)} (session, contrast) rows, {positive} predicted positive"
                      + (" (testing only)" if testing else ""))
     lines += _timing_lines(timings)
-    reports = sorted(out_dir.glob("sub-*.html"))
-    opened = [("group report", out_dir / "group" / "group_report.html"),
+    reports = layout.participant_reports()
+    opened = [("group report", layout.group_report),
               ("a participant report", reports[0] if reports else None), ("predictions table", predictions)]
     shown = [(name, path) for name, path in opened if path is not None and path.exists()]
     if shown:

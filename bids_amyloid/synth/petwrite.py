@@ -95,28 +95,8 @@ def write_pet(pj: PetJob, src: Source, tracer: pet.Tracer, spec: PetSpec, tpl: n
         img, pose_f = _save3d(data, grid, out, pose, pj.layout == "clinica-adni")
         images.append({**row("pet", rel, img, pose_f), **extra})
     else:
-        perf = dynamic.perfusion_map(classes)
-        # The recorded pose is the head's at the SUVR window's middle (the static companion's).
-        t_ref = sum(window) / 2.0 if extra["covers_suvr_window"] else fr[0, 0]
-        img, motion = dynamic.write_dynamic(out, src, perf, tpl, fr, grid, pose, disp, rng, fwhm,
-                                            ref, t_ref)
-        mrel = Path("sourcedata", "synth", sub, f"{base}_motion.tsv")
-        _write_motion(pj.root / mrel, fr, motion)
-        extra["motion_path"] = mrel.as_posix()
-        static_row = None
-        if extra["covers_suvr_window"]:  # the same late window acquired as one static frame
-            inside = fr[dynamic.window_weights(fr, window) > 0]
-            mean, dur = dynamic.window_map(perf, tpl, inside)
-            coords = deform.grid_coords(grid, pose, src.affine, disp)
-            data = pet.acquire(mean, coords, grid, rng, fwhm, ref, dynamic.noise_sd(dur))
-            srel = Path("sourcedata", "synth", sub, f"{base}_desc-static_pet.nii.gz")
-            simg, _ = _save3d(data, grid, pj.root / srel, pose, False)
-            extra["static_path"] = srel.as_posix()
-            static_row = {**row("pet-static", srel, simg, pose), **extra, **_times(inside),
-                          "dynamic": False}
-        images.append({**row("pet", rel, img, pose), **extra})
-        if static_row:
-            images.append(static_row)
+        images += _write_dynamic_pet(pj, src, classes, tpl, fr, window, grid, pose, disp, rng, fwhm, ref,
+                                     out, base, row, extra)
     meta = (pet.sidecar(tracer, rng, fwhm, grid) if spec.protocol == "static"
             and spec.sidecar == "standard" and not spec.defects
             else petmeta.sidecar(spec.sidecar, tracer, rng, fwhm, grid, fr, spec.defects))
@@ -124,6 +104,33 @@ def write_pet(pj: PetJob, src: Source, tracer: pet.Tracer, spec: PetSpec, tpl: n
         bidsfiles.write_json(out.with_name(f"{stem}.json"), meta)
     if pj.layout == "oasis3":
         out.with_name(f"{stem}.tsv").write_text(petmeta.frame_table(fr))
+
+
+def _write_dynamic_pet(pj: PetJob, src: Source, classes: list[np.ndarray], tpl: np.ndarray, fr: np.ndarray,
+                       window: tuple[float, float], grid, pose: np.ndarray, disp: np.ndarray,
+                       rng: np.random.Generator, fwhm: float, ref: float, out: Path, base: str, row,
+                       extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 4-D PET, its motion truth and (when it covers the window) the static companion; their rows."""
+    sub = pj.sub
+    perf = dynamic.perfusion_map(classes)
+    # The recorded pose is the head's at the SUVR window's middle (the static companion's).
+    t_ref = sum(window) / 2.0 if extra["covers_suvr_window"] else fr[0, 0]
+    img, motion = dynamic.write_dynamic(out, src, perf, tpl, fr, grid, pose, disp, rng, fwhm, ref, t_ref)
+    mrel = Path("sourcedata", "synth", sub, f"{base}_motion.tsv")
+    _write_motion(pj.root / mrel, fr, motion)
+    extra["motion_path"] = mrel.as_posix()
+    static_row = None
+    if extra["covers_suvr_window"]:  # the same late window acquired as one static frame
+        inside = fr[dynamic.window_weights(fr, window) > 0]
+        mean, dur = dynamic.window_map(perf, tpl, inside)
+        coords = deform.grid_coords(grid, pose, src.affine, disp)
+        data = pet.acquire(mean, coords, grid, rng, fwhm, ref, dynamic.noise_sd(dur))
+        srel = Path("sourcedata", "synth", sub, f"{base}_desc-static_pet.nii.gz")
+        simg, _ = _save3d(data, grid, pj.root / srel, pose, False)
+        extra["static_path"] = srel.as_posix()
+        static_row = {**row("pet-static", srel, simg, pose), **extra, **_times(inside), "dynamic": False}
+    rel = out.relative_to(pj.root)
+    return [{**row("pet", rel, img, pose), **extra}] + ([static_row] if static_row else [])
 
 
 def _write_motion(path: Path, fr: np.ndarray, motion: np.ndarray) -> None:

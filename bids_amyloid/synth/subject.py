@@ -62,7 +62,6 @@ def _save(img: nib.Nifti1Image, path: Path, meta: dict[str, Any] | None) -> nib.
 
 def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
     rng = np.random.default_rng(job.seed)
-    sub = job.participant
     lat = truth.draw_subject(rng, job.index, job.phase)
     cshape = deform.coarse_shape(src.shape, src.coarse_factor)
     base_disp = deform.random_field(rng, cshape, amplitude_mm=float(rng.uniform(2.0, 4.0)))
@@ -75,65 +74,78 @@ def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
     for i in sorted(range(len(specs)), key=lambda j: not specs[j].mri):
         spec, images = specs[i], []
         st = truth.session_state(lat, spec.years, job.effect_mri, float(rng.normal()))
-        ses = f"ses-{spec.session}"
-        pets = spec.pet_list()
-        paired = spec.mri or spec.mri_session is not None
-        row: dict[str, Any] = {
-            "participant_id": sub, "session_id": ses, "months": spec.months,
-            "age": round(st.age, 1), "sex": lat.sex, "has_mri": spec.mri,
-            "tracer": spec.tracer or "n/a",
-            "mri_session": f"ses-{spec.mri_session or spec.session}" if paired else "n/a",
-            "latent_load": round(st.load, 5), "centiloid": round(st.centiloid, 2),
-            "label": st.label, "head_scale": round(lat.head_scale, 4),
-            "global_atrophy": round(st.global_atrophy, 4),
-            "regional_signal": round(st.regional_signal, 4),
-            "ventricle_signal": round(st.ventricle_signal, 4),
-            "thinning_global": round(st.thinning_global, 4),
-            "thinning_regional": round(st.thinning_regional, 4),
-            "ventricle_mm": round(st.ventricle_mm, 3), "orientation": "n/a"}
+        row = _truth_row(job.participant, spec, lat, st)
+        anatomy = None
         if spec.mri:
             pose = deform.pose_matrix(rng, lat.head_scale)
             classes = _atrophy(src, st)
             disp = base_disp + np.float32(st.ventricle_mm) * src.vent_field
-            row["orientation"] = _write_mri(job, src, ses, spec, pose, classes, disp, rng,
+            row["orientation"] = _write_mri(job, src, row["session_id"], spec, pose, classes, disp, rng,
                                             first_t1, images)
-            first_t1 = False
+            first_t1, anatomy = False, (pose, classes, disp)
             if spec.session in needed:
-                kept[spec.session] = (pose, classes, disp)
-        pet_cl = suvr = None
-        if pets:
-            if spec.mri:
-                pose_m, classes_m, disp_m = pose, classes, disp
-            elif spec.mri_session:
-                pose_m, classes_m, disp_m = kept[spec.mri_session]
-            else:  # no MRI within reach: the PET shows this session's own anatomy
-                pose_m, classes_m = deform.pose_matrix(rng, lat.head_scale), _atrophy(src, st)
-                disp_m = base_disp + np.float32(st.ventricle_mm) * src.vent_field
-            amy = None
-            if spec.tracer:
-                tracer = pet.TRACERS[spec.tracer]
-                pet_cl = truth.pet_centiloid(rng, st.centiloid, spec.tracer, job.effect_pet)
-                suvr = pet.suvr_from_centiloid(pet_cl, tracer)
-                amy = pet.uptake_map(src, classes_m, suvr, tracer, rng)
-            for p in pets:
-                tr = pet.ALL_TRACERS[p.tracer]
-                if tr.family == "amyloid":
-                    if p.tracer != spec.tracer:
-                        raise ValueError(f"{ses}: amyloid PET {p.tracer} but tracer {spec.tracer}")
-                    tpl, cl, target = amy, pet_cl, suvr
-                else:  # tau / FDG: their own plausible uptake, no Centiloid
-                    target, cl = pet.target_suvr(tr, st.load), None
-                    tpl = pet.uptake_map(src, classes_m, target, tr, rng)
-                petwrite.write_pet(petwrite.PetJob(job.root, job.layout, job.resolution, sub, ses),
-                                   src, tr, p, tpl, classes_m, disp_m,
-                                   deform.rigid_offset(rng) @ pose_m, rng, images, cl, target)
-        row.update(pet_centiloid=_r(pet_cl, 2), suvr_target=_r(suvr, 4), days=spec.day,
-                   other_pet=",".join(p.tracer for p in pets
-                                      if pet.ALL_TRACERS[p.tracer].family != "amyloid") or "n/a")
+                kept[spec.session] = anatomy
+        elif spec.mri_session and spec.pet_list():
+            anatomy = kept[spec.mri_session]
+        elif spec.pet_list():  # no MRI within reach: the PET shows this session's own anatomy
+            anatomy = (deform.pose_matrix(rng, lat.head_scale), _atrophy(src, st),
+                       base_disp + np.float32(st.ventricle_mm) * src.vent_field)
+        row.update(_write_pets(job, src, spec, st, anatomy, rng, images) if spec.pet_list() else
+                   {"pet_centiloid": None, "suvr_target": None})
+        row.update(days=spec.day, other_pet=",".join(p.tracer for p in spec.pet_list()
+                                                     if pet.ALL_TRACERS[p.tracer].family != "amyloid") or "n/a")
         done[i] = (row, images)
+    return _subject_rows(job, specs, [done[i] for i in range(len(specs))], rng)
+
+
+def _truth_row(sub: str, spec: SessionSpec, lat: truth.SubjectLatent, st: truth.SessionState) -> dict[str, Any]:
+    paired = spec.mri or spec.mri_session is not None
+    return {
+        "participant_id": sub, "session_id": f"ses-{spec.session}", "months": spec.months,
+        "age": round(st.age, 1), "sex": lat.sex, "has_mri": spec.mri,
+        "tracer": spec.tracer or "n/a",
+        "mri_session": f"ses-{spec.mri_session or spec.session}" if paired else "n/a",
+        "latent_load": round(st.load, 5), "centiloid": round(st.centiloid, 2),
+        "label": st.label, "head_scale": round(lat.head_scale, 4),
+        "global_atrophy": round(st.global_atrophy, 4),
+        "regional_signal": round(st.regional_signal, 4),
+        "ventricle_signal": round(st.ventricle_signal, 4),
+        "thinning_global": round(st.thinning_global, 4),
+        "thinning_regional": round(st.thinning_regional, 4),
+        "ventricle_mm": round(st.ventricle_mm, 3), "orientation": "n/a"}
+
+
+def _write_pets(job: Job, src: Source, spec: SessionSpec, st: truth.SessionState, anatomy: tuple,
+                rng: np.random.Generator, images: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every PET of the session on ``anatomy`` (pose, class maps, displacement); its truth columns."""
+    pose, classes, disp = anatomy
+    pet_cl = suvr = amy = None
+    if spec.tracer:
+        tracer = pet.TRACERS[spec.tracer]
+        pet_cl = truth.pet_centiloid(rng, st.centiloid, spec.tracer, job.effect_pet)
+        suvr = pet.suvr_from_centiloid(pet_cl, tracer)
+        amy = pet.uptake_map(src, classes, suvr, tracer, rng)
+    ses = f"ses-{spec.session}"
+    for p in spec.pet_list():
+        tr = pet.ALL_TRACERS[p.tracer]
+        if tr.family == "amyloid":
+            if p.tracer != spec.tracer:
+                raise ValueError(f"{ses}: amyloid PET {p.tracer} but tracer {spec.tracer}")
+            tpl, cl, target = amy, pet_cl, suvr
+        else:  # tau / FDG: their own plausible uptake, no Centiloid
+            target, cl = pet.target_suvr(tr, st.load), None
+            tpl = pet.uptake_map(src, classes, target, tr, rng)
+        petwrite.write_pet(petwrite.PetJob(job.root, job.layout, job.resolution, job.participant, ses),
+                           src, tr, p, tpl, classes, disp, deform.rigid_offset(rng) @ pose, rng, images, cl, target)
+    return {"pet_centiloid": _r(pet_cl, 2), "suvr_target": _r(suvr, 4)}
+
+
+def _subject_rows(job: Job, specs: list[SessionSpec], done: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+                  rng: np.random.Generator) -> dict[str, list[dict[str, Any]]]:
+    """Truth, image and session rows in session order; the layout's label rows; OASIS-3's per-session
+    dataset_description."""
     rows: dict[str, list[dict[str, Any]]] = {"truth": [], "images": [], "sessions": []}
-    for i, spec in enumerate(specs):
-        row, images = done[i]
+    for spec, (row, images) in zip(specs, done):
         rows["truth"].append(row)
         rows["images"].extend(images)
         rows["sessions"].append({"session_id": row["session_id"], "age": row["age"],
@@ -141,9 +153,9 @@ def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
                                  "tracer": spec.tracer, "acq_time": _acq_time(job.index, spec.day)})
         if job.layout == "oasis3":  # the download script's per-session description
             kind = "PET" if spec.pet_list() and not spec.mri else "MR"
-            bidsfiles.write_json(job.root / sub / row["session_id"] / "dataset_description.json",
-                                 {"Name": f"{sub[4:]}_{kind}_{spec.session}", "BIDSVersion": "1.0.1"})
-    rows["labels"] = labels.label_rows(job.layout, job.index, sub, specs, rows["truth"], rng)
+            bidsfiles.write_json(job.root / job.participant / row["session_id"] / "dataset_description.json",
+                                 {"Name": f"{job.participant[4:]}_{kind}_{spec.session}", "BIDSVersion": "1.0.1"})
+    rows["labels"] = labels.label_rows(job.layout, job.index, job.participant, specs, rows["truth"], rng)
     return rows
 
 

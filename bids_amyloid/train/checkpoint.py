@@ -8,8 +8,6 @@ tensors so far, every RNG state, and a fingerprint of the settings that shape tr
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 from pathlib import Path
@@ -25,11 +23,6 @@ from bids_amyloid.errors import DataError, UsageError
 log = logging.getLogger("bids_amyloid.train")
 
 FORMAT_VERSION = 1
-
-
-def fingerprint(payload: Any) -> str:
-    """Short digest of JSON-able settings (identifies what a checkpoint was trained with)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def trainable_state(net: nn.Module) -> dict[str, Tensor]:

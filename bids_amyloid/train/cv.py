@@ -35,12 +35,6 @@ class Fold:
     test: tuple[str, ...]
     """Subject labels (without ``sub-``) of each part."""
 
-    def part_of(self, subject: str) -> str | None:
-        for name in ("train", "val", "test"):
-            if subject in getattr(self, name):
-                return name
-        return None
-
 
 @dataclass(frozen=True)
 class Splits:

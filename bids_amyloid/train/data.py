@@ -1,4 +1,4 @@
-"""Training samples and the dataset that reads them from the slice cache (docs/dev/CONTRACTS.md).
+"""Training samples and the dataset that reads them from the slice cache (docs/dev/README.md).
 
 One :class:`TrainingSample` per labelled (session, contrast, PET tracer); a session without a
 PET slice cache gives one sample with ``pet=None``: it can train the student (MRI only) but not
@@ -7,19 +7,21 @@ PET uses the same indices. Arrays are memory-mapped, so a worker reads only the 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from bids_amyloid.bids.derivatives import slice_cache_path
+from bids_amyloid.bids.derivatives import Derivatives
+from bids_amyloid.bids.names import session_key
 from bids_amyloid.bids.records import Session
 from bids_amyloid.errors import DataError
 from bids_amyloid.models.inputs import select_slices, to_model_input
@@ -44,10 +46,11 @@ class TrainingSample:
 
     @property
     def key(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+        return session_key(self.subject, self.session)
 
 
-def build_samples(sessions: Sequence[Session], out_dir: Path, contrast: str) -> tuple[list[TrainingSample], Counter]:
+def build_samples(sessions: Sequence[Session], layout: Derivatives, contrast: str
+                  ) -> tuple[list[TrainingSample], Counter]:
     """The training samples of one contrast, and counts of what was skipped (and why)."""
     samples, skipped = [], Counter()
     for s in sessions:
@@ -57,11 +60,12 @@ def build_samples(sessions: Sequence[Session], out_dir: Path, contrast: str) -> 
         if contrast not in s.anat:
             skipped[f"no {contrast}"] += 1
             continue
-        mri = slice_cache_path(out_dir, s.subject, s.mri_session, contrast)
+        paths = layout.session(s.subject, s.session, mri_session=s.mri_session)
+        mri = paths.slices(contrast)
         if not mri.exists():
             skipped[f"no {contrast} slice cache"] += 1
             continue
-        pets = [(p.tracer, slice_cache_path(out_dir, s.subject, s.session, "pet", p.tracer)) for p in s.pet]
+        pets = [(p.tracer, paths.pet_slices(p.tracer)) for p in s.pet]
         pets = [(t, path) for t, path in pets if path.exists()]
         if s.pet and not pets:
             skipped["PET without slice cache (student only)"] += 1
@@ -94,6 +98,51 @@ def read_slice_means(path: Path) -> list[float]:
         return [float(v) for v in json.loads(sidecar.read_text())["SliceMean"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{sidecar}: missing or invalid slice-cache sidecar ({exc}); rerun participant level") from exc
+
+
+@dataclass
+class Item:
+    """One sample as the dataset gives it (PET only where the sample has it and it is asked for)."""
+
+    label: torch.Tensor
+    index: int
+    mri: torch.Tensor | None = None
+    """[S, 3, 224, 224] model input."""
+    mri_path: str | None = None
+    """Its slice cache (the key of the frozen-prefix cache)."""
+    pet: torch.Tensor | None = None
+    pet_path: str | None = None
+
+
+@dataclass
+class Batch:
+    """A collated batch; ``pet`` is stacked for the rows that have PET (``pet_rows`` says which)."""
+
+    label: torch.Tensor
+    index: torch.Tensor
+    mri: torch.Tensor | None = None
+    mri_path: list[str] = field(default_factory=list)
+    pet: torch.Tensor | None = None
+    pet_path: list[str] = field(default_factory=list)
+    pet_rows: torch.Tensor | None = None
+
+    def images(self, modality: str) -> torch.Tensor:
+        """``mri`` or ``pet`` images."""
+        return self.mri if modality == "mri" else self.pet
+
+    def paths(self, modality: str) -> list[str]:
+        return self.mri_path if modality == "mri" else self.pet_path
+
+    def _map(self, fn) -> Batch:
+        return dataclasses.replace(self, **{f.name: fn(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), torch.Tensor)})
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """DataLoader(pin_memory=True) calls this: page-locked tensors for fast GPU copies."""
+        return self._map(lambda t: t.pin_memory())
 
 
 class SliceDataset(Dataset):
@@ -137,7 +186,7 @@ class SliceDataset(Dataset):
             raise DataError(f"{path}: slice cache has shape {array.shape}, expected [n_slices, H, W]")
         return torch.from_numpy(np.asarray(array[index], dtype=np.float32)), array.shape[0]
 
-    def item(self, i: int, *, mri: bool = True, pet: bool | None = None) -> dict[str, torch.Tensor | int | str]:
+    def item(self, i: int, *, mri: bool = True, pet: bool | None = None) -> Item:
         sample, index = self.samples[i], self.slices[i]
         if pet is None:
             pet = sample.pet is not None if self.with_pet is None else self.with_pet
@@ -151,33 +200,31 @@ class SliceDataset(Dataset):
         if self.augment:
             x_mri, x_pet, _ = augment_pair(x_mri, x_pet, generator(self.seed, "augment", self.epoch, i),
                                            self.pet_suvr_scale)
-        out: dict[str, torch.Tensor | int | str] = {"label": torch.tensor(float(sample.label)), "index": i}
+        item = Item(torch.tensor(float(sample.label)), i)
         if mri:
-            out["mri"], out["mri_path"] = to_model_input(x_mri, "mri"), str(sample.mri)
+            item.mri, item.mri_path = to_model_input(x_mri, "mri"), str(sample.mri)
         if pet:
-            out["pet"], out["pet_path"] = to_model_input(x_pet, "pet", self.pet_suvr_scale), str(sample.pet)
-        return out
+            item.pet, item.pet_path = to_model_input(x_pet, "pet", self.pet_suvr_scale), str(sample.pet)
+        return item
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int | str]:
+    def __getitem__(self, i: int) -> Item:
         return self.item(i)
 
-    def pet_batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor | list[str]]:
-        """PET inputs of ``indices``: ``{"pet": [B,S,3,224,224], "pet_path": [...]}`` (phase-1 negatives)."""
+    def pet_batch(self, indices: Sequence[int]) -> Batch:
+        """PET inputs of ``indices`` (phase-1 negatives)."""
         return collate([self.item(int(i), mri=False, pet=True) for i in indices])
 
 
-def collate(items: list[dict]) -> dict[str, torch.Tensor | list[str]]:
+def collate(items: list[Item]) -> Batch:
     """Stack items; PET is stacked for the items that have it, ``pet_rows`` says which."""
-    out: dict[str, torch.Tensor | list[str]] = {"label": torch.stack([it["label"] for it in items]),
-                                                "index": torch.tensor([it["index"] for it in items])}
-    if "mri" in items[0]:
-        out["mri"], out["mri_path"] = torch.stack([it["mri"] for it in items]), [it["mri_path"] for it in items]
-    rows = [j for j, it in enumerate(items) if "pet" in it]
+    batch = Batch(torch.stack([it.label for it in items]), torch.tensor([it.index for it in items]))
+    if items[0].mri is not None:
+        batch.mri, batch.mri_path = torch.stack([it.mri for it in items]), [it.mri_path for it in items]
+    rows = [j for j, it in enumerate(items) if it.pet is not None]
     if rows:
-        out["pet"] = torch.stack([items[j]["pet"] for j in rows])
-        out["pet_path"] = [items[j]["pet_path"] for j in rows]
-        out["pet_rows"] = torch.tensor(rows)
-    return out
+        batch.pet, batch.pet_path = torch.stack([items[j].pet for j in rows]), [items[j].pet_path for j in rows]
+        batch.pet_rows = torch.tensor(rows)
+    return batch
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -17,13 +17,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from bids_amyloid.models.device import autocast
 from bids_amyloid.train.checkpoint import (
     load_checkpoint,
     load_trainable_state,
     save_checkpoint,
     trainable_state,
 )
-from bids_amyloid.train.data import make_loader
+from bids_amyloid.train.data import Batch, make_loader
 from bids_amyloid.train.distributed import (
     DistContext,
     average_gradients,
@@ -33,7 +34,7 @@ from bids_amyloid.train.distributed import (
 )
 from bids_amyloid.train.losses import LossTerms
 from bids_amyloid.train.prefix import PrefixCache
-from bids_amyloid.train.runtime import autocast, evaluating
+from bids_amyloid.train.runtime import evaluating
 
 log = logging.getLogger("bids_amyloid.train")
 
@@ -56,18 +57,17 @@ class TrainEnv:
     prefix_cache: PrefixCache | None = None
     """Frozen-prefix tokens of un-augmented inputs (None: off); shared by the folds of a run."""
 
-    def inputs(self, net: nn.Module, batch: dict[str, Any], key: str, cacheable: bool) -> torch.Tensor:
-        """``batch[key]`` images, or their frozen-prefix tokens when ``cacheable`` (un-augmented)."""
+    def inputs(self, net: nn.Module, batch: Batch, modality: str, cacheable: bool) -> torch.Tensor:
+        """The batch's ``modality`` images, or their frozen-prefix tokens when ``cacheable`` (un-augmented)."""
         if self.prefix_cache is not None and cacheable:
-            return self.prefix_cache.inputs(net, batch, key)
-        return batch[key]
+            return self.prefix_cache.inputs(net, batch, modality)
+        return batch.images(modality)
 
-    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                for k, v in batch.items()}
+    def to_device(self, batch: Batch) -> Batch:
+        return batch.to(self.device, non_blocking=True)
 
 
-def train_epoch(*, env: TrainEnv, loader, step: Callable[[dict[str, Any]], LossTerms], optimizer,
+def train_epoch(*, env: TrainEnv, loader, step: Callable[[Batch], LossTerms], optimizer,
                 params: Sequence[nn.Parameter], accum: int, clip: float, desc: str) -> dict[str, float]:
     """One pass over ``loader``: ``step(batch)`` gives the loss of a micro-batch; gradients are
     accumulated over ``accum`` micro-batches, averaged across processes, clipped, applied."""
@@ -76,7 +76,7 @@ def train_epoch(*, env: TrainEnv, loader, step: Callable[[dict[str, Any]], LossT
     optimizer.zero_grad(set_to_none=True)
     bar = tqdm(loader, desc=desc, leave=False, disable=None if env.dist.is_main else True)
     for i, batch in enumerate(bar):
-        with autocast(env.device, env.bf16):
+        with autocast(env.device, cuda_bf16=env.bf16):
             terms = step(env.to_device(batch))
         (terms.total / accum).backward()
         totals["loss"] += float(terms.total.detach())
@@ -105,13 +105,14 @@ def infer(net: nn.Module, dataset, mode: str, env: TrainEnv, *, batch_size: int)
     if mode not in ("teacher", "student", "pet"):
         raise ValueError(f"unknown mode {mode!r}")
     sampler = eval_sampler(dataset, env.dist)
-    loader = make_loader(dataset, batch_size=batch_size, sampler=sampler, workers=env.workers, seed=env.seed)
+    loader = make_loader(dataset, batch_size=batch_size, sampler=sampler, workers=env.workers, seed=env.seed,
+                         pin_memory=env.device.type == "cuda")
     rows: list[tuple[int, float, np.ndarray]] = []
     with evaluating(net):
         for batch in loader:
             batch = env.to_device(batch)
-            idx = batch["index"].tolist()
-            with autocast(env.device, env.bf16):
+            idx = batch.index.tolist()
+            with autocast(env.device, cuda_bf16=env.bf16):
                 if mode == "pet":
                     pooled = net.pet_pooled(env.inputs(net, batch, "pet", True))
                     logit = torch.full((len(idx),), math.nan, device=pooled.device)

@@ -1,5 +1,5 @@
 """The three training phases of the method (method.md 4), each a :class:`Phase` for
-:func:`bids_amyloid.train.loop.run_phase`.
+:func:`bids_amyloid.train.loop.run_phase`. Their numbers are ``config.train.recipe``; its defaults:
 
 - phase 0: teacher classification (BCE), AdamW lr 2e-5 wd 1e-3, batch 6, clip 1/2/5.
 - phase 1: triplet + BCE + norm + cosine penalty with Centiloid-aware negatives; AdamW 5e-6
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bids_amyloid.config import TrainConfig
-from bids_amyloid.train.data import SliceDataset, make_loader
+from bids_amyloid.config import Phase0Recipe, Phase2Recipe, TrainConfig
+from bids_amyloid.train.data import Batch, SliceDataset, make_loader
 from bids_amyloid.train.distributed import ClassBalancedSampler, per_rank_batch
 from bids_amyloid.train.loop import Phase, TrainEnv, infer, train_epoch
 from bids_amyloid.train.losses import LossTerms, distill_loss, phase1_loss
@@ -29,17 +29,9 @@ from bids_amyloid.train.metrics import monitor_score, safe_auc
 from bids_amyloid.train.negatives import CentiloidNegativeSampler
 from bids_amyloid.train.runtime import stream_seed
 
-PHASE0 = {"lr": 2e-5, "weight_decay": 1e-3}
-PHASE1 = {"encoder_lr": 5e-6, "encoder_wd": 1e-2, "classifier_lr": 2e-5, "classifier_wd": 5e-3, "clip": 1.0,
-          "T_0": 5, "T_mult": 2, "eta_min": 1e-7}
-PHASE2 = {"lora_lr": 2e-4, "lora_wd": 0.0, "heads_lr": 1e-4, "heads_wd": 1e-4, "classifier_lr": 1e-4,
-          "classifier_wd": 1e-3, "clip": 5.0, "plateau_factor": 0.7, "plateau_patience": 15}
-STUDENT_DROPOUTS = {"projection": (0.3, 0.2), "classifier": 0.4}
-
-
-def phase0_clip(epoch: int) -> float:
-    """Gradient-norm clip of phase 0: 1 for epochs 0-1, 2 for 2-4, 5 afterwards."""
-    return 1.0 if epoch < 2 else 2.0 if epoch < 5 else 5.0
+def phase0_clip(epoch: int, recipe: Phase0Recipe = Phase0Recipe()) -> float:
+    """Gradient-norm clip of phase 0: 1 for epochs 0-1, 2 for 2-4, 5 afterwards (the recipe's steps)."""
+    return recipe.clip_values[sum(epoch >= e for e in recipe.clip_epochs)]
 
 
 def accumulation(batch: int, effective: int) -> int:
@@ -66,11 +58,11 @@ def validator(net: nn.Module, val_ds: SliceDataset, mode: str, env: TrainEnv, ba
 
 
 def _epoch_runner(*, env: TrainEnv, net: nn.Module, ds: SliceDataset, batch: int, accum: int,
-                  clip: Callable[[int], float], optimizer, step: Callable[[dict, int], LossTerms], name: str,
+                  clip: Callable[[int], float], optimizer, step: Callable[[Batch, int], LossTerms], name: str,
                   before_epoch: Callable[[int], None] | None = None, extra_nets: tuple = ()) -> Callable[[int], dict]:
     sampler = ClassBalancedSampler(ds, ds.labels, env.dist, seed=stream_seed(env.seed, name, "order"))
     loader = make_loader(ds, batch_size=per_rank_batch(batch, env.dist), sampler=sampler, workers=env.workers,
-                         seed=stream_seed(env.seed, name, "loader"))
+                         seed=stream_seed(env.seed, name, "loader"), pin_memory=env.device.type == "cuda")
     params = trainable(net)
 
     def run_epoch(epoch: int) -> dict[str, float]:
@@ -90,16 +82,17 @@ def _epoch_runner(*, env: TrainEnv, net: nn.Module, ds: SliceDataset, batch: int
 def teacher_pretraining(net: nn.Module, train_ds: SliceDataset, val_ds: SliceDataset, env: TrainEnv,
                         tc: TrainConfig, fingerprint: str) -> Phase:
     """Phase 0: the teacher learns the label from PET + MRI (BCE)."""
-    optimizer = torch.optim.AdamW(trainable(net), lr=PHASE0["lr"] * tc.lr_scale, weight_decay=PHASE0["weight_decay"])
+    r = tc.recipe.phase0
+    optimizer = torch.optim.AdamW(trainable(net), lr=r.lr * tc.lr_scale, weight_decay=r.weight_decay)
 
     cache = not train_ds.augment
 
-    def step(batch: dict, epoch: int) -> LossTerms:
+    def step(batch: Batch, epoch: int) -> LossTerms:
         out = net.teacher(env.inputs(net, batch, "mri", cache), env.inputs(net, batch, "pet", cache))
-        loss = F.binary_cross_entropy_with_logits(out.logit.float(), batch["label"])
+        loss = F.binary_cross_entropy_with_logits(out.logit.float(), batch.label)
         return LossTerms(loss, {})
 
-    run = _epoch_runner(env=env, net=net, ds=train_ds, batch=tc.batch_size, accum=1, clip=phase0_clip,
+    run = _epoch_runner(env=env, net=net, ds=train_ds, batch=tc.batch_size, accum=1, clip=lambda e: phase0_clip(e, r),
                         optimizer=optimizer, step=step, name="phase0")
     return Phase("phase0", net, optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, total_iters=0),
                  False, tc.phase0_epochs, tc.phase0_patience, run,
@@ -111,15 +104,14 @@ def triplet_training(net: nn.Module, train_ds: SliceDataset, bank_ds: SliceDatas
     """Phase 1: anchor cross_attn(PET, MRI), positive self_attn(PET), negative self_attn(PET of
     another subject, Centiloid-aware). ``bank_ds`` = ``train_ds`` without augmentation (the
     embeddings hard mining compares, refreshed at the start of every epoch)."""
-    groups = net.parameter_groups()
+    groups, r = net.parameter_groups(), tc.recipe.phase1
     encoder = groups["lora"] + groups["projection"] + groups["attention"]
     optimizer = torch.optim.AdamW([
-        {"params": encoder, "lr": PHASE1["encoder_lr"] * tc.lr_scale, "weight_decay": PHASE1["encoder_wd"]},
-        {"params": groups["classifier"], "lr": PHASE1["classifier_lr"] * tc.lr_scale,
-         "weight_decay": PHASE1["classifier_wd"]},
+        {"params": encoder, "lr": r.encoder_lr * tc.lr_scale, "weight_decay": r.encoder_wd},
+        {"params": groups["classifier"], "lr": r.classifier_lr * tc.lr_scale, "weight_decay": r.classifier_wd},
     ])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=PHASE1["T_0"], T_mult=PHASE1["T_mult"], eta_min=PHASE1["eta_min"] * tc.lr_scale)
+        optimizer, T_0=r.t0, T_mult=r.t_mult, eta_min=r.eta_min * tc.lr_scale)
     bank: dict[str, torch.Tensor | None] = {"emb": None}
     cache = not train_ds.augment
 
@@ -128,30 +120,30 @@ def triplet_training(net: nn.Module, train_ds: SliceDataset, bank_ds: SliceDatas
             pooled = infer(net, bank_ds, "pet", env, batch_size=tc.batch_size)["pooled"]
             bank["emb"] = torch.from_numpy(pooled)
 
-    def step(batch: dict, epoch: int) -> LossTerms:
-        b = batch["mri"].shape[0]
+    def step(batch: Batch, epoch: int) -> LossTerms:
+        b = batch.mri.shape[0]
         emb = net.embed(torch.cat([env.inputs(net, batch, "mri", cache), env.inputs(net, batch, "pet", cache)]))
         emb_mri, emb_pet = emb[:b], emb[b:]
         a, _ = net.cross_attn(emb_pet, emb_mri)
         logit = net.classifier(a).squeeze(-1)
         p, _ = net.self_attn(emb_pet, emb_pet)
-        chosen = negatives.choose(batch["index"].tolist(), epoch=epoch, anchor_emb=a, positive_emb=p,
+        chosen = negatives.choose(batch.index.tolist(), epoch=epoch, anchor_emb=a, positive_emb=p,
                                   bank=bank["emb"])
         negative = env.to_device(train_ds.pet_batch(chosen))
         emb_neg = net.embed(env.inputs(net, negative, "pet", cache))
         n, _ = net.self_attn(emb_neg, emb_neg)
-        return phase1_loss(a, p, n, logit, batch["label"], epoch)
+        return phase1_loss(a, p, n, logit, batch.label, epoch, r)
 
     run = _epoch_runner(env=env, net=net, ds=train_ds, batch=tc.batch_size,
-                        accum=accumulation(tc.batch_size, tc.effective_batch), clip=lambda e: PHASE1["clip"],
+                        accum=accumulation(tc.batch_size, tc.effective_batch), clip=lambda e: r.clip,
                         optimizer=optimizer, step=step, name="phase1", before_epoch=refresh_bank)
     return Phase("phase1", net, optimizer, scheduler, False, tc.phase1_epochs, tc.phase1_patience, run,
                  validator(net, val_ds, "teacher", env, tc.batch_size), fingerprint)
 
 
-def prepare_student(student: nn.Module) -> nn.Module:
+def prepare_student(student: nn.Module, recipe: Phase2Recipe = Phase2Recipe()) -> nn.Module:
     """Lower the student's dropouts (method.md 4.3)."""
-    student.set_dropouts(**STUDENT_DROPOUTS)
+    student.set_dropouts(projection=recipe.projection_dropout, classifier=recipe.classifier_dropout)
     return student
 
 
@@ -160,35 +152,34 @@ def distillation(student: nn.Module, teacher: nn.Module | None, train_ds: SliceD
     """Phase 2: student(MRI) learns from the labels (focal-margin BCE) and, with a teacher, from
     its pooled vector (feature KD) and logit (logit KD). Samples without PET get the label loss
     only (``train_ds`` with ``with_pet=None``)."""
-    groups = student.parameter_groups()
+    groups, r = student.parameter_groups(), tc.recipe.phase2
     optimizer = torch.optim.AdamW([
-        {"params": groups["lora"], "lr": PHASE2["lora_lr"] * tc.lr_scale, "weight_decay": PHASE2["lora_wd"]},
-        {"params": groups["projection"] + groups["attention"], "lr": PHASE2["heads_lr"] * tc.lr_scale,
-         "weight_decay": PHASE2["heads_wd"]},
-        {"params": groups["classifier"], "lr": PHASE2["classifier_lr"] * tc.lr_scale,
-         "weight_decay": PHASE2["classifier_wd"]},
+        {"params": groups["lora"], "lr": r.lora_lr * tc.lr_scale, "weight_decay": r.lora_wd},
+        {"params": groups["projection"] + groups["attention"], "lr": r.heads_lr * tc.lr_scale,
+         "weight_decay": r.heads_wd},
+        {"params": groups["classifier"], "lr": r.classifier_lr * tc.lr_scale, "weight_decay": r.classifier_wd},
     ])
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=PHASE2["plateau_factor"], patience=PHASE2["plateau_patience"])
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=r.plateau_factor,
+                                                           patience=r.plateau_patience)
 
     cache = not train_ds.augment
 
-    def step(batch: dict, epoch: int) -> LossTerms:
+    def step(batch: Batch, epoch: int) -> LossTerms:
         mri = env.inputs(student, batch, "mri", cache)
         s = student.student(mri)
-        if teacher is None or "pet" not in batch:
-            return distill_loss(s.logit, s.pooled, batch["label"], epoch, label_only=teacher is None)
-        rows = batch["pet_rows"]
+        if teacher is None or batch.pet is None:
+            return distill_loss(s.logit, s.pooled, batch.label, epoch, r, label_only=teacher is None)
+        rows = batch.pet_rows
         with torch.no_grad():
             t_mri = env.inputs(teacher, batch, "mri", cache)[rows]  # its own prefix (layouts may differ)
             t = teacher.teacher(t_mri, env.inputs(teacher, batch, "pet", cache))
-        return distill_loss(s.logit, s.pooled, batch["label"], epoch, t_logit=t.logit, t_pooled=t.pooled,
+        return distill_loss(s.logit, s.pooled, batch.label, epoch, r, t_logit=t.logit, t_pooled=t.pooled,
                             rows=rows, use_feature=tc.feature_kd, use_logit=tc.logit_kd)
 
     extra = (teacher,) if teacher is not None else ()
     run = _epoch_runner(env=env, net=student, ds=train_ds, batch=tc.student_batch_size,
                         accum=accumulation(tc.student_batch_size, tc.effective_batch),
-                        clip=lambda e: PHASE2["clip"], optimizer=optimizer, step=step, name="phase2",
+                        clip=lambda e: r.clip, optimizer=optimizer, step=step, name="phase2",
                         extra_nets=extra)
     return Phase("phase2", student, optimizer, scheduler, True, tc.phase2_epochs, tc.phase2_patience, run,
                  validator(student, val_ds, "student", env, tc.student_batch_size), fingerprint)

@@ -28,15 +28,16 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def inputs(self, net: nn.Module, batch: dict, key: str) -> Tensor:
-        """Prefix tokens ``[B, S, T, C]`` for the ``batch[key]`` images (``batch[key + '_path']``
-        names their slice caches), computing those not cached."""
+    def inputs(self, net: nn.Module, batch, modality: str) -> Tensor:
+        """Prefix tokens ``[B, S, T, C]`` for the batch's ``modality`` images (their slice-cache
+        paths are the keys), computing those not cached."""
         frozen = int(net.encoder.frozen_blocks)
-        names = [(str(p), frozen) for p in batch[f"{key}_path"]]
+        images_all = batch.images(modality)
+        names = [(str(p), frozen) for p in batch.paths(modality)]
         missing = [j for j, name in enumerate(names) if name not in self.tokens]
         fresh: dict[int, Tensor] = {}
         if missing:
-            images = batch[key][missing]
+            images = images_all[missing]
             store = torch.bfloat16 if images.is_cuda else torch.float32
             for j, t in zip(missing, net.frozen_prefix(images)):
                 fresh[j] = t
@@ -45,4 +46,4 @@ class PrefixCache:
                     self.tokens[names[j]] = t.to(store)
                     self.bytes += size
         out = torch.stack([fresh[j] if j in fresh else self.tokens[name] for j, name in enumerate(names)])
-        return out.to(batch[key].dtype)
+        return out.to(images_all.dtype)

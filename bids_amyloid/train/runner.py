@@ -17,10 +17,9 @@ import numpy as np
 import torch
 
 from bids_amyloid.bids.io import atomic_path
-from bids_amyloid.config import Config
+from bids_amyloid.config import Config, settings_fingerprint
 from bids_amyloid.errors import DataError
 from bids_amyloid.models.networks import build_network
-from bids_amyloid.train.checkpoint import fingerprint
 from bids_amyloid.train.cv import Fold, Splits
 from bids_amyloid.train.data import SliceDataset, TrainingSample, student_samples, teacher_samples
 from bids_amyloid.train.distributed import DistContext, barrier
@@ -33,7 +32,49 @@ from bids_amyloid.train.runtime import stream_seed
 
 log = logging.getLogger("bids_amyloid.train")
 
-RESULT_VERSION = 1
+RESULT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One row of the out-of-fold / validation predictions tables (``workflows.group``)."""
+
+    participant_id: str
+    session_id: str | None
+    contrast: str
+    tracer: str | None
+    model: str
+    fold: int
+    part: str
+    label: int
+    centiloid: float | None
+    probability: float
+    threshold: float
+    prediction: int
+
+
+@dataclass
+class PhaseSummary:
+    phase: str
+    epochs: int
+    best_epoch: int
+    best_score: list[float]
+    history: list[dict[str, Any]]
+
+
+@dataclass
+class FoldSummary:
+    """What happened in one fold (the bundle's training_summary.json lists one per fold)."""
+
+    fold: int
+    n_sessions: dict[str, int]
+    teacher_phases: list[PhaseSummary] = field(default_factory=list)
+    negative_rules: dict[str, int] | None = None
+    teacher_val_auc: float | None = None
+    teacher_weak: bool = False
+    student_phase: PhaseSummary | None = None
+    student_threshold: float | None = None
+    teacher_threshold: float | None = None
 
 
 @dataclass
@@ -44,9 +85,19 @@ class FoldOutput:
     student_threshold: float
     teacher_state: dict[str, torch.Tensor] | None = None
     teacher_threshold: float | None = None
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    predictions: list[PredictionRow] = field(default_factory=list)
     """One row per (model, sample) of the validation and test parts."""
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: FoldSummary | None = None
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> FoldOutput:
+        """The inverse of ``dataclasses.asdict`` (a finished fold saved in the work dir)."""
+        summary = dict(data["summary"])
+        summary["teacher_phases"] = [PhaseSummary(**p) for p in summary["teacher_phases"]]
+        if summary["student_phase"] is not None:
+            summary["student_phase"] = PhaseSummary(**summary["student_phase"])
+        return cls(**{**data, "predictions": [PredictionRow(**r) for r in data["predictions"]],
+                      "summary": FoldSummary(**summary)})
 
 
 def _settings(config: Config, contrast: str, fold: Fold, samples: Sequence[TrainingSample]) -> dict[str, Any]:
@@ -60,11 +111,10 @@ def _settings(config: Config, contrast: str, fold: Fold, samples: Sequence[Train
 
 
 def _rows(model: str, part: str, fold: int, samples: Sequence[TrainingSample], prob: np.ndarray,
-          threshold: float) -> list[dict[str, Any]]:
-    return [{"participant_id": f"sub-{s.subject}", "session_id": f"ses-{s.session}" if s.session else None,
-             "contrast": s.contrast, "tracer": s.tracer if model == "teacher" else None, "model": model,
-             "fold": fold, "part": part, "label": s.label, "centiloid": s.centiloid, "probability": float(p),
-             "threshold": threshold, "prediction": int(p >= threshold)} for s, p in zip(samples, prob)]
+          threshold: float) -> list[PredictionRow]:
+    return [PredictionRow(f"sub-{s.subject}", f"ses-{s.session}" if s.session else None, s.contrast,
+                          s.tracer if model == "teacher" else None, model, fold, part, s.label, s.centiloid, float(p),
+                          threshold, int(p >= threshold)) for s, p in zip(samples, prob)]
 
 
 def warn_if_weak(auc: float, limit: float, where: str) -> bool:
@@ -91,8 +141,8 @@ class _FoldJob:
         if not (self.train and self.val and self.test):
             raise DataError(f"{self.where}: an empty train/val/test part "
                             f"({len(self.train)}/{len(self.val)}/{len(self.test)} sessions)")
-        self.rows: list[dict[str, Any]] = []
-        self.summary: dict[str, Any] = {"fold": fold.index, "n_sessions": {k: len(v) for k, v in parts.items()}}
+        self.rows: list[PredictionRow] = []
+        self.summary = FoldSummary(fold.index, {k: len(v) for k, v in parts.items()})
 
     def dataset(self, items, *, with_pet: bool | None, augment: bool = False, tag: str = "eval") -> SliceDataset:
         c = self.config
@@ -105,7 +155,7 @@ class _FoldJob:
         return build_network(self.config.model, student_layout=layout, seed=seed).to(self.env.device)
 
     def fingerprint(self, phase: int) -> str:
-        return fingerprint({**self.settings, "phase": phase})
+        return settings_fingerprint({**self.settings, "phase": phase})
 
     def predict(self, net, items, mode: str, part: str, threshold: float | None = None) -> tuple[np.ndarray, float]:
         """Predict the validation part and choose the threshold there (and only there), or the
@@ -141,11 +191,12 @@ class _FoldJob:
             bank_ds = self.dataset(train, with_pet=True)  # un-augmented: what hard mining compares
             phase = triplet_training(net, train_ds, bank_ds, val_ds, negatives, self.env, tc, self.fingerprint(1))
             results.append(run_phase(phase, self.env))
-            self.summary["negative_rules"] = dict(negatives.fallback_counts)
-        self.summary["teacher_phases"] = [_phase_summary(r) for r in results]
+            self.summary.negative_rules = dict(negatives.fallback_counts)
+        self.summary.teacher_phases = [_phase_summary(r) for r in results]
         prob, threshold = self.predict(net, val, "teacher", "val")
         auc = safe_auc([s.label for s in val], prob)
-        self.summary.update(teacher_val_auc=auc, teacher_weak=warn_if_weak(auc, tc.weak_teacher_auc, self.where))
+        self.summary.teacher_val_auc = auc
+        self.summary.teacher_weak = warn_if_weak(auc, tc.weak_teacher_auc, self.where)
         if test:
             self.predict(net, test, "teacher", "test", threshold)
         return net.eval(), _cpu(net.trainable_state_dict()), threshold
@@ -156,13 +207,13 @@ class _FoldJob:
             student = copy.deepcopy(teacher)  # the paper's student: the teacher, continued without PET
         else:
             student = self.network(self.config.model.student, "student")
-        prepare_student(student)
+        prepare_student(student, self.tc.recipe.phase2)
         train, val = student_samples(self.train), student_samples(self.val)
         train_ds = self.dataset(train, with_pet=None if teacher is not None else False, augment=self.tc.augment,
                                 tag="student")
         phase = distillation(student, teacher, train_ds, self.dataset(val, with_pet=False), self.env, self.tc,
                              self.fingerprint(2))
-        self.summary["student_phase"] = _phase_summary(run_phase(phase, self.env))
+        self.summary.student_phase = _phase_summary(run_phase(phase, self.env))
         _, threshold = self.predict(student, val, "student", "val")
         self.predict(student, student_samples(self.test), "student", "test", threshold)
         return student, threshold
@@ -174,7 +225,7 @@ def train_fold(samples: Sequence[TrainingSample], fold: Fold, config: Config, en
     job = _FoldJob(samples, fold, config, env, contrast)
     teacher, teacher_state, teacher_thr = job.teacher() if config.train.distill else (None, None, None)
     student, student_thr = job.student(teacher)
-    job.summary.update(student_threshold=student_thr, teacher_threshold=teacher_thr)
+    job.summary.student_threshold, job.summary.teacher_threshold = student_thr, teacher_thr
     return FoldOutput(fold.index, _cpu(student.trainable_state_dict()), student_thr, teacher_state, teacher_thr,
                       job.rows, job.summary)
 
@@ -183,9 +234,8 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
-def _phase_summary(r: PhaseResult) -> dict[str, Any]:
-    return {"phase": r.name, "epochs": r.epochs_run, "best_epoch": r.best_epoch, "best_score": list(r.best_score),
-            "history": r.history}
+def _phase_summary(r: PhaseResult) -> PhaseSummary:
+    return PhaseSummary(r.name, r.epochs_run, r.best_epoch, list(r.best_score), r.history)
 
 
 def fold_result_path(work_dir: Path, contrast: str, fold: int) -> Path:
@@ -200,12 +250,12 @@ def cross_validate(samples: Sequence[TrainingSample], splits: Splits, config: Co
     cache = PrefixCache(t.cache_frozen_gib * 2**30) if t.cache_frozen else None  # shared by the folds
     for fold in splits.folds:
         path = fold_result_path(config.resolved_work_dir, contrast, fold.index)
-        fp = fingerprint(_settings(config, contrast, fold, samples))
+        fp = settings_fingerprint(_settings(config, contrast, fold, samples))
         if config.train.resume and path.exists():
             saved = torch.load(path, map_location="cpu", weights_only=True)
             if saved.get("fingerprint") == fp and saved.get("version") == RESULT_VERSION:
                 log.info("%s fold %d: finished earlier, reusing %s", contrast, fold.index, path)
-                outputs.append(FoldOutput(**saved["output"]))
+                outputs.append(FoldOutput.from_saved(saved["output"]))
                 continue
         seed = stream_seed(config.seed, contrast, fold.index)
         env = TrainEnv(device=device, dist=ctx, work_dir=path.parent, seed=seed, workers=t.workers, bf16=t.bf16,

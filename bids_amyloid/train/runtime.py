@@ -1,4 +1,4 @@
-"""Device choice, seeds and mixed precision for training.
+"""Seeds and evaluation mode for training (the device and precision: ``models.device``).
 
 One master seed (``config.seed``) derives every random stream. Streams that must not depend on
 the number of processes or workers (sample order, augmentation, negative choice) are derived
@@ -8,39 +8,12 @@ and a 2-process run draws exactly what a 1-process run draws.
 from __future__ import annotations
 
 import contextlib
-import logging
 import random
 import zlib
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-
-log = logging.getLogger("bids_amyloid.train")
-
-
-def resolve_device(preference: str, local_rank: int | None = None) -> torch.device:
-    """'auto' -> cuda when available else cpu; 'cuda' without a GPU -> warning and cpu.
-
-    Under torchrun each process takes GPU ``local_rank`` (unless 'cuda:N' names one).
-    """
-    available = torch.cuda.is_available()
-    if preference == "auto":
-        kind = "cuda" if available else "cpu"
-    elif preference.startswith("cuda") and not available:
-        log.warning("device %r requested but CUDA is not available: falling back to the CPU", preference)
-        kind = "cpu"
-    else:
-        kind = preference
-    if kind == "cuda" and local_rank is not None:
-        kind = f"cuda:{local_rank}"
-    device = torch.device(kind)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        log.info("training device: %s (%s)", device, torch.cuda.get_device_name(device))
-    else:
-        log.info("training device: cpu (%d threads)", torch.get_num_threads())
-    return device
 
 
 def stream_seed(seed: int, *parts: int | str) -> int:
@@ -65,13 +38,6 @@ def seed_everything(seed: int) -> dict[str, int]:
     np.random.seed(seeds["numpy"])
     torch.manual_seed(seeds["torch"])
     return seeds
-
-
-def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

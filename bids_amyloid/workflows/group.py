@@ -19,70 +19,63 @@ Sessions without a PET slice cache train the student (labels only) but not the t
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 from bids_amyloid import __version__
-from bids_amyloid.config import Config, save_config
-from bids_amyloid.errors import MissingInputError, UsageError
+from bids_amyloid.bids.derivatives import Derivatives
+from bids_amyloid.bids.tables import Column
+from bids_amyloid.config import Config
+from bids_amyloid.errors import MissingInputError
 
 log = logging.getLogger("bids_amyloid.train")
 
-PREDICTION_COLUMNS = {
-    "participant_id": ("Participant", "BIDS subject label with 'sub-'", None),
-    "session_id": ("Session", "BIDS session label with 'ses-' (n/a: no sessions)", None),
-    "contrast": ("MRI contrast", "MRI contrast the model reads", None),
-    "tracer": ("PET tracer", "Tracer family of the PET the teacher read (PiB, florbetapir, ...; n/a for the student)", None),
-    "model": ("Model", "Which network predicted", {"teacher": "PET + MRI teacher", "student": "MRI-only student"}),
-    "fold": ("Fold", "Cross-validation fold whose held-out (or validation) part holds this session", None),
-    "part": ("Part", "Part of the fold", {"test": "held-out fold", "val": "validation part of the training folds"}),
-    "label": ("Amyloid status", "Reference label", {"0": "negative", "1": "positive"}),
-    "centiloid": ("Centiloid", "Reference Centiloid value (n/a: a ready status column was used)", None),
-    "probability": ("Probability", "Predicted probability of amyloid positivity", None),
-    "threshold": ("Threshold", "Decision threshold chosen on the fold's VALIDATION data", None),
-    "prediction": ("Prediction", "1 when probability >= threshold", {"0": "negative", "1": "positive"}),
-}
-METRIC_DESCRIPTIONS = {
-    "contrast": "MRI contrast", "model": "teacher (PET + MRI) or student (MRI only)",
-    "fold": "fold index; 'pooled' (all out-of-fold predictions, each with its own fold's threshold); 'mean' "
-            "(the fold rows averaged: each fold's model ranks its own held-out subjects)",
-    "n": "sessions", "n_positive": "amyloid-positive sessions", "auc": "ROC AUC",
-    "auc_ci_low": "bootstrap 95% CI of the AUC, lower bound", "auc_ci_high": "bootstrap 95% CI, upper bound",
-    "threshold": "validation threshold (n/a when pooled over folds)", "sensitivity": "TP / (TP + FN)",
-    "specificity": "TN / (TN + FP)", "ppv": "TP / (TP + FP)", "npv": "TN / (TN + FN)", "f1": "F1 score",
-    "balanced_accuracy": "(sensitivity + specificity) / 2", "accuracy": "(TP + TN) / n",
-    "ece": "expected calibration error, 10 equal-width bins", "brier": "Brier score",
-    "auc_fold_sd": "standard deviation of the fold AUCs (row 'mean' only)",
+PREDICTION_COLUMNS: dict[str, Column] = {
+    "participant_id": Column("BIDS subject label with 'sub-'", long_name='Participant'),
+    "session_id": Column("BIDS session label with 'ses-' (n/a: no sessions)", long_name='Session'),
+    "contrast": Column('MRI contrast the model reads', long_name='MRI contrast'),
+    "tracer": Column('Tracer family of the PET the teacher read (PiB, florbetapir, ...; n/a for the student)', long_name='PET tracer'),
+    "model": Column('Which network predicted', long_name='Model', levels={'teacher': 'PET + MRI teacher', 'student': 'MRI-only student'}),
+    "fold": Column('Cross-validation fold whose held-out (or validation) part holds this session', long_name='Fold'),
+    "part": Column('Part of the fold', long_name='Part', levels={'test': 'held-out fold', 'val': 'validation part of the training folds'}),
+    "label": Column('Reference label', long_name='Amyloid status', levels={'0': 'negative', '1': 'positive'}),
+    "centiloid": Column('Reference Centiloid value (n/a: a ready status column was used)', long_name='Centiloid'),
+    "probability": Column('Predicted probability of amyloid positivity', long_name='Probability'),
+    "threshold": Column("Decision threshold chosen on the fold's VALIDATION data", long_name='Threshold'),
+    "prediction": Column('1 when probability >= threshold', long_name='Prediction', levels={'0': 'negative', '1': 'positive'}),
 }
 
-
-def check_train_config(config: Config) -> None:
-    """Combinations argparse cannot check (UsageError naming the setting)."""
-    t = config.train
-    if t.monitor not in ("f1", "auc"):
-        raise UsageError(f"unknown validation monitor {t.monitor!r}; use 'f1' or 'auc'")
-    if t.distill and not (t.phase0 or t.triplet):
-        raise UsageError("distillation needs a trained teacher: keep phase 0 or the triplet phase, "
-                         "or train a label-only student (--no-distill)")
-    if min(t.batch_size, t.student_batch_size, t.effective_batch) < 1 or t.workers < 0:
-        raise UsageError("batch sizes must be >= 1 and workers >= 0")
-    if min(t.phase0_epochs, t.phase1_epochs, t.phase2_epochs) < 0 or min(
-            t.phase0_patience, t.phase1_patience, t.phase2_patience) < 1:
-        raise UsageError("epochs must be >= 0 and patience >= 1")
-    if t.phase2_epochs < 1:
-        raise UsageError("the student needs at least one phase-2 epoch")
-    if t.negative_min_delta < 0 or any(v < 0 for v in t.negative_fallbacks):
-        raise UsageError("Centiloid differences for negatives must be >= 0")
+METRIC_COLUMNS: dict[str, Column] = {
+    "contrast": Column('MRI contrast'),
+    "model": Column('teacher (PET + MRI) or student (MRI only)'),
+    "fold": Column("fold index; 'pooled' (all out-of-fold predictions, each with its own fold's threshold); 'mean' (the fold rows averaged: each fold's model ranks its own held-out subjects)"),
+    "n": Column('sessions'),
+    "n_positive": Column('amyloid-positive sessions'),
+    "auc": Column('ROC AUC'),
+    "auc_ci_low": Column('bootstrap 95% CI of the AUC, lower bound'),
+    "auc_ci_high": Column('bootstrap 95% CI, upper bound'),
+    "threshold": Column('validation threshold (n/a when pooled over folds)'),
+    "sensitivity": Column('TP / (TP + FN)'),
+    "specificity": Column('TN / (TN + FP)'),
+    "ppv": Column('TP / (TP + FP)'),
+    "npv": Column('TN / (TN + FN)'),
+    "f1": Column('F1 score'),
+    "balanced_accuracy": Column('(sensitivity + specificity) / 2'),
+    "accuracy": Column('(TP + TN) / n'),
+    "ece": Column('expected calibration error, 10 equal-width bins'),
+    "brier": Column('Brier score'),
+    "auc_fold_sd": Column("standard deviation of the fold AUCs (row 'mean' only)"),
+}
 
 
 def run_group(config: Config) -> int:
     """Train and evaluate; return the exit code (0). Errors are raised as BidsAmyloidError."""
     from bids_amyloid.train.distributed import init_distributed, shutdown
 
-    check_train_config(config)
+    config.validate()  # a Config built in code is checked like the command line's
     ctx = init_distributed(config.device)
     try:
         return _run(config, ctx)
@@ -91,30 +84,31 @@ def run_group(config: Config) -> int:
 
 
 def _run(config: Config, ctx) -> int:
-    from bids_amyloid.bids.derivatives import init_output_dir
+    from bids_amyloid.bids.dataset import init_output_dir, write_run_config
     from bids_amyloid.bids.layout import discover_sessions, require_labels
     from bids_amyloid.train.cv import Splits, check_class_balance, load_or_make_splits
     from bids_amyloid.train.data import build_samples
     from bids_amyloid.train.distributed import barrier, broadcast_object
     from bids_amyloid.train.runner import cross_validate
-    from bids_amyloid.train.runtime import resolve_device, seed_everything
+    from bids_amyloid.models.device import resolve_device
+    from bids_amyloid.train.runtime import seed_everything
 
     start = time.perf_counter()
-    out = Path(config.output_dir)
+    layout = Derivatives(config.output_dir)
     labelled = require_labels(discover_sessions(config), config)
     # label problems are cheaper to report than missing caches: check them first
     check_class_balance([s.subject for s in labelled], [s.label for s in labelled], config.train.folds)
     if ctx.is_main:
-        init_output_dir(out, config.bids_dir)
-        save_config(config, out / "logs" / "group_config.json")
+        init_output_dir(layout.root, config.bids_dir)
+        write_run_config(config, layout.run_config("group"))
     seeds = seed_everything(config.seed)
-    device = resolve_device(config.device, ctx.local_rank if ctx.active else None)
+    device = resolve_device(config.device, ctx.local_rank if ctx.active else None, purpose="training")
     if config.model.backbone == "tiny":
         log.warning("backbone 'tiny': random weights, TESTING ONLY -- the models are meaningless")
 
     per_contrast, skipped_all = {}, {}
     for contrast in config.contrasts:
-        samples, skipped = build_samples(labelled, out, contrast)
+        samples, skipped = build_samples(labelled, layout, contrast)
         skipped_all[contrast] = dict(skipped)
         for reason, count in sorted(skipped.items()):
             log.info("%s: %d labelled session(s): %s", contrast, count, reason)
@@ -123,14 +117,14 @@ def _run(config: Config, ctx) -> int:
         else:
             log.warning("%s: no labelled session has a slice cache; contrast skipped", contrast)
     if not per_contrast:
-        raise MissingInputError(f"none of the {len(labelled)} labelled sessions has a slice cache in {out} for "
+        raise MissingInputError(f"none of the {len(labelled)} labelled sessions has a slice cache in {layout.root} for "
                                 f"{config.contrasts}; run the participant level first")
     sessions = {s.key: s for samples in per_contrast.values() for s in samples}
     subjects, labels = [s.subject for s in sessions.values()], [s.label for s in sessions.values()]
     log.info("%d labelled session(s) of %d subject(s) (%d positive) for training", len(sessions),
              len(set(subjects)), sum(labels))
 
-    splits_path = out / "models" / "splits.json"
+    splits_path = layout.splits
     data = None
     if ctx.is_main:
         data = load_or_make_splits(splits_path, subjects, labels, config.train.folds, config.train.split_seed).to_json()
@@ -157,59 +151,40 @@ def _report(config: Config) -> int:
         write_group_report(config)
     except Exception as exc:  # a figure bug must not hide that training succeeded
         log.error("the group report failed (%s: %s); the models and tables in %s are complete",
-                  type(exc).__name__, exc, config.output_dir)
+                  type(exc).__name__, exc, config.output_dir, exc_info=bool(config.verbose))
         return 1
     return 0
-
-
-def _tsv(frame, path: Path, columns: dict[str, Any]) -> None:
-    from bids_amyloid.bids.io import atomic_write_json, write_with
-
-    write_with(path, lambda tmp: frame.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g"))
-    atomic_write_json(path.with_suffix(".json"), columns)
-
-
-def _dictionary(columns: dict[str, tuple]) -> dict[str, Any]:
-    out = {}
-    for name, (long_name, description, levels) in columns.items():
-        out[name] = {"LongName": long_name, "Description": description}
-        if levels:
-            out[name]["Levels"] = levels
-    return out
 
 
 def write_outputs(config: Config, splits, per_contrast: dict, results: dict, summary: dict[str, Any]) -> None:
     """Predictions, metrics and the model bundle(s) (rank 0)."""
     import pandas as pd
 
+    from bids_amyloid.bids.tables import write_table
     from bids_amyloid.models.bundle_write import save_bundle
     from bids_amyloid.models.weights import encoder_base_state, load_slice_encoder
     from bids_amyloid.train.metrics import metrics_table
-    from bids_amyloid.train.phases import PHASE0, PHASE1, PHASE2, STUDENT_DROPOUTS
 
-    out = Path(config.output_dir)
-    rows = [r for outputs in results.values() for o in outputs for r in o.predictions]
+    layout = Derivatives(config.output_dir)
+    rows = [dataclasses.asdict(r) for outputs in results.values() for o in outputs for r in o.predictions]
     frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    for part, name in (("test", "oof"), ("val", "val")):
-        _tsv(frame[frame.part == part], out / "group" / f"desc-{name}_predictions.tsv", _dictionary(PREDICTION_COLUMNS))
+    for part, path in (("test", layout.oof_predictions), ("val", layout.val_predictions)):
+        write_table(path, frame[frame.part == part], PREDICTION_COLUMNS)
     metrics = metrics_table(frame[frame.part == "test"], n_boot=config.train.bootstrap, seed=config.seed)
-    _tsv(metrics, out / "group" / "desc-cv_metrics.tsv",
-         {k: {"Description": v} for k, v in METRIC_DESCRIPTIONS.items()})
+    write_table(layout.cv_metrics, metrics, METRIC_COLUMNS)
     _log_metrics(metrics)
 
     base = encoder_base_state(load_slice_encoder(config.model.backbone, config.model.backbone_weights))
     for contrast, outputs in results.items():
         contrast_metrics = metrics[metrics.contrast == contrast].to_dict(orient="records")
-        weak = [o.fold for o in outputs if o.summary.get("teacher_weak")]
+        weak = [o.fold for o in outputs if o.summary.teacher_weak]
         training = {**summary, "contrast": contrast, "n_samples": len(per_contrast[contrast]),
                     "ablations": {k: getattr(config.train, k) for k in
                                   ("phase0", "triplet", "distill", "feature_kd", "logit_kd", "negatives", "augment")},
-                    "recipe": {"phase0": PHASE0, "phase1": PHASE1, "phase2": PHASE2,
-                               "student_dropouts": STUDENT_DROPOUTS},
-                    "weak_teacher_folds": weak, "folds": [o.summary for o in outputs]}
+                    "recipe": dataclasses.asdict(config.train.recipe),
+                    "weak_teacher_folds": weak, "folds": [dataclasses.asdict(o.summary) for o in outputs]}
         has_teacher = all(o.teacher_state is not None for o in outputs)
-        dest = out / "models" if len(results) == 1 else out / "models" / contrast
-        save_bundle(dest, config=config, students=[o.student_state for o in outputs],
+        save_bundle(layout.bundle_dir(contrast, len(results)), config=config, students=[o.student_state for o in outputs],
                     teachers=[o.teacher_state for o in outputs] if has_teacher else None,
                     thresholds=[o.student_threshold for o in outputs], splits=splits.to_json(),
                     metrics=_nan_to_none(contrast_metrics), training_summary=_nan_to_none(training),

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from bids_amyloid import __version__
 from bids_amyloid.bids.records import Session
-from bids_amyloid.config import Config, save_config
+from bids_amyloid.bids.derivatives import Derivatives
+from bids_amyloid.config import Config
 from bids_amyloid.errors import BidsAmyloidError, UsageError
 
 log = logging.getLogger("bids_amyloid.participant")
@@ -65,10 +66,10 @@ def process_subject(sessions: list[Session], config: Config) -> list[SessionResu
     """
     from bids_amyloid.bids.io import locked, remove_stale_temporaries
 
-    subject = sessions[0].subject
-    with locked(config.output_dir / f"sub-{subject}", timeout=24 * 3600):
-        remove_stale_temporaries(config.output_dir / f"sub-{subject}")
-        remove_stale_temporaries(config.output_dir, f"sub-{subject}.html", recursive=False)
+    subject, layout = sessions[0].subject, Derivatives(config.output_dir)
+    with locked(layout.subject_dir(subject), timeout=24 * 3600):
+        remove_stale_temporaries(layout.subject_dir(subject))
+        remove_stale_temporaries(layout.root, layout.participant_report(subject).name, recursive=False)
         return _process_sessions(sessions, config)
 
 
@@ -86,7 +87,8 @@ def _process_sessions(sessions: list[Session], config: Config) -> list[SessionRe
 
                 predict_session(session, preprocessed, config)
             results.append(SessionResult(session.key, True))
-            log.info("%s done in %.1f s", session.key, time.perf_counter() - start)
+            log.info("%s done in %.1f s; stages computed: %s; reused: %s", session.key, time.perf_counter() - start,
+                     ", ".join(preprocessed.computed) or "none", ", ".join(preprocessed.reused) or "none")
         except BidsAmyloidError as exc:
             log.error("%s failed: %s", session.key, exc, exc_info=bool(config.verbose))
             results.append(SessionResult(session.key, False, exc.exit_code, str(exc)))
@@ -111,23 +113,25 @@ def _write_report(subject: str, config: Config) -> None:
 
 
 def _init_worker(verbose: int) -> None:
-    from bids_amyloid.cli import setup_logging
+    from bids_amyloid.logs import setup_logging
 
     setup_logging(verbose)
 
 
 def run_participant(config: Config) -> int:
-    from bids_amyloid.bids.derivatives import init_output_dir, output_version, run_summary_paths
+    from bids_amyloid.bids.dataset import init_output_dir, output_version, write_run_config
     from bids_amyloid.bids.layout import discover
     from bids_amyloid.bids.runsummary import write_run_summary
 
+    config.validate()  # a Config built in code is checked like the command line's
     found = discover(config)
     sessions = found.sessions
     previous = output_version(config.output_dir)
     if previous and previous != __version__:
         log.warning("%s holds results of bids_amyloid %s; this is %s", config.output_dir, previous, __version__)
     init_output_dir(config.output_dir, config.bids_dir)
-    save_config(config, config.output_dir / "logs" / f"participant-{_run_tag(config)}_config.json")
+    layout = Derivatives(config.output_dir)
+    write_run_config(config, layout.run_config(f"participant-{_run_tag(config)}"))
     if config.model_path is None:
         log.info("no --model given: preprocessing only (no predictions)")
     else:
@@ -158,8 +162,7 @@ def run_participant(config: Config) -> int:
 
         gather_predictions(config)
     failures = {r.key: f"exit {r.exit_code}: {r.message}" for r in results if not r.ok}
-    write_run_summary(run_summary_paths(config.output_dir, _run_tag(config)), found, config.bids_dir, failures,
-                      found.notes)
+    write_run_summary(layout.run_summary(_run_tag(config)), found, config.bids_dir, failures, found.notes)
     return _summarise(results)
 
 

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from bids_amyloid.bids.derivatives import (BIDSIGNORE_PATTERNS, bids_name, init_output_dir, json_sidecar, output_uri,
-                                           slice_cache_path)
+from bids_amyloid.bids.dataset import BIDSIGNORE_PATTERNS, init_output_dir
+from bids_amyloid.bids.derivatives import Derivatives
+from bids_amyloid.bids.names import bids_name, output_uri, sidecar_of
 from bids_amyloid.bids.io import TMP_PREFIX, atomic_path, atomic_write_json, remove_stale_temporaries
 
 
@@ -32,14 +33,14 @@ def test_stale_temporaries_removed(tmp_path):
 
 def test_names_follow_entity_order(tmp_path):
     assert bids_name("01", "M0", "mask", ".nii.gz", desc="brain", space="MNI") == "sub-01_ses-M0_space-MNI_desc-brain_mask.nii.gz"
-    assert slice_cache_path(tmp_path, "01", None, "pet", "11CPIB").name == \
-        "sub-01_trc-11CPIB_space-MNI152NLin2009aSym_desc-slices_pet.npy"
+    assert Derivatives(tmp_path).session("01", None).pet_slices("PiB").name == \
+        "sub-01_trc-PiB_space-MNI152NLin2009aSym_desc-slices_pet.npy"
     with pytest.raises(ValueError):
         bids_name("01", None, "T1w", ".nii.gz", bogus="x")
 
 
 def test_sidecar_and_output_uri(tmp_path):
-    assert json_sidecar(tmp_path / "sub-01_desc-x_T1w.nii.gz") == tmp_path / "sub-01_desc-x_T1w.json"
+    assert sidecar_of(tmp_path / "sub-01_desc-x_T1w.nii.gz") == tmp_path / "sub-01_desc-x_T1w.json"
     assert output_uri(tmp_path / "sub-01" / "a.tsv", tmp_path) == "bids::sub-01/a.tsv"
     assert output_uri(tmp_path / "a.tsv", tmp_path / "out") == str((tmp_path / "a.tsv").resolve())
 

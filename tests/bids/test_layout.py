@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bids_amyloid.bids.layout import clean_label, discover_sessions, read_filters, require_labels
+from bids_amyloid.bids.layout import discover_sessions, read_filters, require_labels
+from bids_amyloid.config import clean_label
 from bids_amyloid.config import Config
 from bids_amyloid.errors import (
     BidsValidationError,

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import brainfixtures as bf  # noqa: E402
+from bids_amyloid.infer import loading
 
-from bids_amyloid.infer import loading  # noqa: E402
+from helpers import brains as bf
 
 
 @pytest.fixture(autouse=True)

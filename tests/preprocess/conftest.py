@@ -1,12 +1,7 @@
-"""Fixtures for preprocessing tests (helpers live in pp_helpers.py)."""
+"""Fixtures for preprocessing tests (helpers live in tests/helpers/preprocessing.py)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make pp_helpers importable
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "infer"))
-import brainfixtures as bf  # noqa: E402
+from helpers import brains as bf
 
 
 @pytest.fixture(autouse=True)

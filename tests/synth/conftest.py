@@ -1,14 +1,9 @@
 """Session-scoped synthetic cohorts shared by the tests in tests/synth (2 mm: seconds each)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from bids_amyloid.synth import CohortTruth, generate_cohort
-
-sys.path.insert(0, str(Path(__file__).parent))  # for synth_measure (as tests/infer does)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).parent
+HELPERS = Path(__file__).parents[1] / "helpers"
 
 
 def _run(args, env):
@@ -19,7 +19,8 @@ def test_two_processes_match_one(tmp_path, fakes, tiny_weights):
     fakes.fake_sessions(config.output_dir, 8)
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
-    worker = str(HERE / "ddp_worker.py")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPERS.parent), env.get("PYTHONPATH")]))
+    worker = str(HELPERS / "ddp_worker.py")
     _run([sys.executable, worker, str(tmp_path), str(tiny_weights), str(tmp_path / "one.pt")], env)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
           worker, str(tmp_path), str(tiny_weights), str(tmp_path / "two.pt")], env)

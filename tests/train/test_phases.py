@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from bids_amyloid.models.networks import build_network
 from bids_amyloid.train.checkpoint import trainable_state
+from bids_amyloid.bids.derivatives import Derivatives
 from bids_amyloid.train.data import SliceDataset, build_samples
 from bids_amyloid.train.distributed import DistContext
 from bids_amyloid.train.loop import TrainEnv, run_phase
@@ -17,7 +18,7 @@ from bids_amyloid.train.prefix import PrefixCache
 
 def setup(tmp_path, fakes, weights, n_subjects=8, **train):
     config = fakes.tiny_config(tmp_path, weights, **train)
-    samples, _ = build_samples(fakes.fake_sessions(config.output_dir, n_subjects), config.output_dir, "T1w")
+    samples, _ = build_samples(fakes.fake_sessions(config.output_dir, n_subjects), Derivatives(config.output_dir), "T1w")
 
     def make(items, **kw):
         return SliceDataset(items, n_input=2, min_mean=0.01, pet_suvr_scale=3.0, **kw)
@@ -35,8 +36,8 @@ def _train_bce(net, ds) -> float:
     net.eval()
     with torch.no_grad():
         batch = [ds[i] for i in range(len(ds))]
-        out = net.teacher(torch.stack([b["mri"] for b in batch]), torch.stack([b["pet"] for b in batch]))
-        return F.binary_cross_entropy_with_logits(out.logit, torch.stack([b["label"] for b in batch])).item()
+        out = net.teacher(torch.stack([b.mri for b in batch]), torch.stack([b.pet for b in batch]))
+        return F.binary_cross_entropy_with_logits(out.logit, torch.stack([b.label for b in batch])).item()
 
 
 def test_each_phase_runs_one_epoch(tmp_path, fakes, tiny_weights):
@@ -137,8 +138,6 @@ def test_resume_continues_from_the_checkpoint(tmp_path, fakes, tiny_weights):
 
 
 def test_lr_scale_multiplies_every_learning_rate(tmp_path, fakes, tiny_weights):
-    from bids_amyloid.train.phases import PHASE0, PHASE1, PHASE2
-
     config, samples, make, env = setup(tmp_path, fakes, tiny_weights, lr_scale=10.0)
     tc, net = config.train, build_network(config.model, seed=0)
     ds = make(samples, with_pet=True)
@@ -146,8 +145,8 @@ def test_lr_scale_multiplies_every_learning_rate(tmp_path, fakes, tiny_weights):
                                          [s.label for s in samples])
     phases = [teacher_pretraining(net, ds, ds, env, tc, "a"), triplet_training(net, ds, ds, ds, negatives, env, tc, "b"),
               distillation(net, None, make(samples, with_pet=False), make(samples, with_pet=False), env, tc, "c")]
-    expected = [[PHASE0["lr"]], [PHASE1["encoder_lr"], PHASE1["classifier_lr"]],
-                [PHASE2["lora_lr"], PHASE2["heads_lr"], PHASE2["classifier_lr"]]]
+    p0, p1, p2 = tc.recipe.phase0, tc.recipe.phase1, tc.recipe.phase2
+    expected = [[p0.lr], [p1.encoder_lr, p1.classifier_lr], [p2.lora_lr, p2.heads_lr, p2.classifier_lr]]
     for phase, lrs in zip(phases, expected):
         assert [g["lr"] for g in phase.optimizer.param_groups] == pytest.approx([10.0 * lr for lr in lrs])
-    assert phases[1].scheduler.eta_min == pytest.approx(10.0 * PHASE1["eta_min"])
+    assert phases[1].scheduler.eta_min == pytest.approx(10.0 * p1.eta_min)

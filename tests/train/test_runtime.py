@@ -4,12 +4,13 @@ import logging
 import numpy as np
 import torch
 
-from bids_amyloid.train.runtime import resolve_device, seed_everything, stream_seed
+from bids_amyloid.models.device import resolve_device
+from bids_amyloid.train.runtime import seed_everything, stream_seed
 
 
 def test_device_auto_and_cuda_fallback(caplog, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.INFO, logger="bids_amyloid.train"):
+    with caplog.at_level(logging.INFO, logger="bids_amyloid"):
         assert resolve_device("auto").type == "cpu"
         assert resolve_device("cuda").type == "cpu"
         assert resolve_device("cuda:1").type == "cpu"

@@ -63,13 +63,13 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, tiny_weights_dir) -> Run:
+def app(tmp_path_factory, tiny_weights) -> Run:
     from bids_amyloid.synth import generate_cohort
 
     root = Path(tempfile.mkdtemp(prefix="bids-amyloid-e2e-"))
     os.chmod(root, 0o755)
     truth = generate_cohort(root / "bids", n_subjects=len(SUBJECTS), seed=1, resolution=2.0, contrasts=("T1w",))
-    weights = Path(shutil.copytree(tiny_weights_dir, root / "weights"))
+    weights = Path(shutil.copytree(tiny_weights, root / "weights"))
     run = Run(root, truth.root, weights)
     for folder in (run.out, run.work, root / "mpl"):
         folder.mkdir(mode=0o777)
@@ -160,12 +160,16 @@ def test_group_killed_then_resumed_matches(app, tmp_path):
     cmd = [str(out) if a == str(app.out) else str(tmp_path / "work") if a == str(app.work) else a for a in args]
     proc = subprocess.Popen(cmd, env=app.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    time.sleep(25)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
+    work, deadline = tmp_path / "work", time.monotonic() + 900
+    while proc.poll() is None and time.monotonic() < deadline and not list(work.rglob("phase*.pt")):
+        time.sleep(0.1)  # until the first epoch checkpoint is on disk
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL and list(work.rglob("phase*.pt")), "not killed mid-training"
+    assert not (out / "group" / "desc-oof_predictions.tsv").exists()
     resumed = subprocess.run(cmd + ["--resume"], env=app.env, capture_output=True, text=True, timeout=1800)
     _ok(resumed)
+    assert "resuming after epoch" in resumed.stderr or "resumed from" in resumed.stderr, resumed.stderr[-2000:]
     assert not list(out.rglob(".tmp-*")) and not list((tmp_path / "work").rglob(".tmp-*"))
     reference = (app.out / "group" / "desc-oof_predictions.tsv").read_text()
     assert (out / "group" / "desc-oof_predictions.tsv").read_text() == reference

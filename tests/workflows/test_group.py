@@ -1,10 +1,8 @@
 """Group level end to end on a tiny BIDS dataset with fake slice caches (tiny backbone, CPU)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -16,14 +14,7 @@ from bids_amyloid.errors import DataError, UsageError
 from bids_amyloid.models.bundle import load_bundle
 from bids_amyloid.train.metrics import choose_threshold
 
-
-def _fakes():
-    name = "bids_amyloid_test_fakes"  # tests/train/fakes.py (the suite uses --import-mode=importlib)
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "train" / "fakes.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
+from helpers import fakes
 
 
 def _nifti(path: Path) -> None:
@@ -34,7 +25,6 @@ def _nifti(path: Path) -> None:
 def make_dataset(root: Path, weights: Path, labels: list[int] | None = None, n_subjects: int = 9, **train):
     """BIDS input (T1w for all, PET for all but the last subject, one unlabelled subject) plus the
     slice caches the participant level would have written."""
-    fakes = _fakes()
     config = fakes.tiny_config(root, weights, **train)
     sessions = fakes.fake_sessions(config.output_dir, n_subjects, labels=labels)
     bids = config.bids_dir

@@ -57,15 +57,15 @@ def _table(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module", params=["oasis3", "clinica-adni", "openneuro"])
-def layout_run(request, tmp_path_factory, tiny_weights_dir):
+def layout_run(request, tmp_path_factory, tiny_weights):
     from bids_amyloid.synth import generate_cohort
 
     root = tmp_path_factory.mktemp(request.param)
     bids = generate_cohort(root / "bids", n_subjects=6, seed=1, resolution=2.0, contrasts=("T1w",),
                            layout=request.param).root
     out = root / "out"
-    participant = _run(bids, out, "participant", tiny_weights_dir, "--nprocs", "2")
-    group = _run(bids, out, "group", tiny_weights_dir, "--folds", "3", *_label_options(bids, request.param))
+    participant = _run(bids, out, "participant", tiny_weights, "--nprocs", "2")
+    group = _run(bids, out, "group", tiny_weights, "--folds", "3", *_label_options(bids, request.param))
     return request.param, bids, out, participant, group
 
 
