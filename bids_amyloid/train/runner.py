@@ -28,7 +28,7 @@ from bids_amyloid.train.metrics import choose_threshold, safe_auc
 from bids_amyloid.train.negatives import CentiloidNegativeSampler
 from bids_amyloid.train.phases import distillation, prepare_student, teacher_pretraining, triplet_training
 from bids_amyloid.train.prefix import PrefixCache
-from bids_amyloid.train.runtime import stream_seed
+from bids_amyloid.train.runtime import seed_everything, stream_seed
 
 log = logging.getLogger("bids_amyloid.train")
 
@@ -258,6 +258,9 @@ def cross_validate(samples: Sequence[TrainingSample], splits: Splits, config: Co
                 outputs.append(FoldOutput.from_saved(saved["output"]))
                 continue
         seed = stream_seed(config.seed, contrast, fold.index)
+        # The global generators (dropout) start each fold from its own seed: a fold trained after
+        # resuming, with the earlier folds reused, draws exactly what it drew in one go.
+        seed_everything(seed)
         env = TrainEnv(device=device, dist=ctx, work_dir=path.parent, seed=seed, workers=t.workers, bf16=t.bf16,
                        resume=t.resume, monitor=t.monitor, threshold_rule=t.threshold_rule,
                        prefix_cache=cache)
