@@ -154,6 +154,10 @@ def fetch_weights_main(argv: list[str]) -> int:
     parser.add_argument("--tiny", action="store_true",
                         help="write a random-weight tiny backbone instead (TESTING ONLY, no network)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --tiny random weights")
+    parser.add_argument("--revision", help="hub commit or branch to download (default: the latest; the commit "
+                        "used is recorded in the weights folder)")
+    parser.add_argument("--checkpoint-sha256", metavar="HEX", help="accept a checkpoint with this sha256 instead "
+                        "of the pinned one (a changed file is refused otherwise)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -167,7 +171,10 @@ def fetch_weights_main(argv: list[str]) -> int:
                 checkpoint = write_random_checkpoint(Path(tmp) / "open_clip_model.bin", "tiny", seed=args.seed)
                 path = convert_checkpoint(checkpoint, args.dest, "tiny")
         else:
-            path = fetch_weights(args.dest)
+            from bids_amyloid.models.weights import HF_CHECKPOINT_SHA256
+
+            path = fetch_weights(args.dest, revision=args.revision,
+                                 checkpoint_sha256=args.checkpoint_sha256 or HF_CHECKPOINT_SHA256)
     except BidsAmyloidError as exc:
         log.error("%s", exc)
         return exc.exit_code

@@ -99,6 +99,8 @@ class ModelConfig:
     """Student layout: 'paper' (the teacher continued with the PET branch dropped) or 'small'."""
     pet_suvr_scale: float = 3.0
     """PET model input = clip(SUVR / this, 0, 1) (an SUVR of this value or more is white)."""
+    cls_token: Literal["pre-norm", "post-norm"] = "pre-norm"
+    """Slice embedding: the CLS token of the last block before the final LayerNorm, as the authors' scripts take it ('pre-norm'), or after it ('post-norm', bundles made before this setting)."""
 
 
 @dataclass

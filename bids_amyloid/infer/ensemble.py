@@ -71,10 +71,9 @@ def _prefix(encoder: torch.nn.Module, x: Tensor, depth: int) -> Tensor:
 
 
 def _head(net: torch.nn.Module, last_input: Tensor, n_slices: int) -> tuple[Tensor, Tensor]:
-    """Last block -> final norm -> CLS -> projection -> self_attn pooling -> classifier: the
-    tail of ``AmyloidNet.student`` for one session (tests check they agree)."""
-    trunk = net.encoder.trunk
-    cls = trunk.norm(trunk.blocks[-1](last_input))[:, 0]
+    """Last block -> CLS (before or after the final norm) -> projection -> self_attn pooling ->
+    classifier: the tail of ``AmyloidNet.student`` for one session (tests check they agree)."""
+    cls = net.encoder.cls(net.encoder.trunk.blocks[-1](last_input))
     emb = net.projection(cls).view(1, n_slices, -1)
     pooled, weights = net.self_attn(emb, emb)
     return net.classifier(pooled).reshape(()), weights[0]

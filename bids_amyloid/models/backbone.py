@@ -4,8 +4,10 @@ BiomedCLIP (``microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``) is an 
 checkpoint whose vision tower is open_clip's :class:`open_clip.timm_model.TimmModel` around timm's
 ``vit_base_patch16_224`` (``timm_pool ""``, ``timm_proj "linear"``, ``embed_dim`` 512, 224 px). We
 build exactly that module (the text tower is never built), so the checkpoint's ``visual.*`` keys
-load unchanged into :attr:`SliceEncoder.visual`. The slice embedding is the 768-d CLS token of
-``trunk.forward_features`` (after the final LayerNorm); the linear projection to 512
+load unchanged into :attr:`SliceEncoder.visual`. The slice embedding is the 768-d CLS token of the
+last block, before the final LayerNorm as the authors' scripts take it (``ModelConfig.cls_token``
+'pre-norm'), or after it, as ``trunk.forward_features`` gives it ('post-norm'; the choice of
+bundles made before the setting); the linear projection to 512
 (``visual.head.proj``) is kept in the files but unused.
 
 ``tiny`` is the same code path and file format around timm's ``test_vit`` (dim 64, 6 blocks,
@@ -110,6 +112,7 @@ class SliceEncoder(nn.Module):
         self.visual = build_visual(kind)
         self.frozen_blocks = 0
         self.grad_checkpointing = False
+        self.cls_pre_norm = False  # the CLS token before trunk.norm (ModelConfig.cls_token, set by build_network)
         self.weights_digest: str | None = None  # tensorfiles.tensor_digest of the loaded weights (None: random)
 
     @property
@@ -138,7 +141,8 @@ class SliceEncoder(nn.Module):
         self.grad_checkpointing = enable
 
     def forward(self, x: Tensor) -> Tensor:
-        """CLS token after the final norm (= ``trunk.forward_features(x)[:, 0]``); differentiable."""
+        """CLS token after the final norm (= ``trunk.forward_features(x)[:, 0]``), or before it with
+        ``cls_pre_norm``; differentiable."""
         x = self._embed_tokens(x)
         for block in self.trunk.blocks[: self.frozen_blocks]:
             x = block(x)
@@ -160,9 +164,13 @@ class SliceEncoder(nn.Module):
         return x
 
     def forward_from_prefix(self, tokens: Tensor) -> Tensor:
-        """Remaining blocks + final norm on :meth:`frozen_prefix` tokens -> CLS ``[N, width]``."""
+        """Remaining blocks (+ final norm) on :meth:`frozen_prefix` tokens -> CLS ``[N, width]``."""
         x = tokens
         use_ckpt = self.grad_checkpointing and torch.is_grad_enabled()
         for block in self.trunk.blocks[self.frozen_blocks:]:
             x = checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
-        return self.trunk.norm(x)[:, 0]
+        return self.cls(x)
+
+    def cls(self, tokens: Tensor) -> Tensor:
+        """The slice embedding from the last block's tokens: CLS before or after ``trunk.norm``."""
+        return (tokens if self.cls_pre_norm else self.trunk.norm(tokens))[:, 0]

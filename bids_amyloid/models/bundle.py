@@ -102,6 +102,18 @@ def _major(version: str) -> str:
     return str(version).split(".")[0]
 
 
+OLDER_BUNDLE_MODEL = {"cls_token": "post-norm"}
+"""Model settings a bundle made before the setting existed was trained with (missing from its config)."""
+
+
+def bundle_config(data: dict[str, Any]) -> Config:
+    """A bundle's ``config.json`` as a Config; settings it predates keep the value it was made with."""
+    model = dict(data.get("model") or {})
+    for name, value in OLDER_BUNDLE_MODEL.items():
+        model.setdefault(name, value)
+    return config_from_dict({**data, "model": model})
+
+
 def find_bundles(path: Path) -> list[Path]:
     """The bundle folders ``--model PATH`` names: PATH itself, PATH/models (one contrast trained), or
     PATH/[models/]<contrast>/ (several). MissingInputError when there is none."""
@@ -153,7 +165,7 @@ def load_bundle(path: Path) -> Bundle:
         raise DataError(f"{folder / meta['backbone']['file']}: backbone file not covered by the manifest")
     return Bundle(
         path=folder,
-        config=config_from_dict(json.loads((folder / "config.json").read_text())),
+        config=bundle_config(json.loads((folder / "config.json").read_text())),
         folds=list(meta["folds"]),
         model_id=sha256_file(manifest_path),
         version=version,

@@ -138,7 +138,8 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
             "bids_amyloid_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backbone": {"kind": kind, "tensor_digest": digest, "file": BACKBONE_FILE if embed else None,
-                         "testing_only": bool(BACKBONES[kind]["testing_only"])},
+                         "testing_only": bool(BACKBONES[kind]["testing_only"]),
+                         "source": _weights_source(kind, model.get("backbone_weights"), digest)},
             "student_layout": model.get("student", "paper"),
             "teacher_layout": "paper",
             "threshold_scale": "probability",
@@ -202,6 +203,19 @@ def _write_folds(folder: Path, fold_ids: Sequence[int], thresholds: Sequence[flo
             save_file(parts[n + i], str(folder / entry["teacher"]))
         folds.append(entry)
     return folds
+
+
+def _weights_source(kind: str, weights: Any, digest: str) -> dict[str, Any] | None:
+    """Where the backbone came from (hub repo, commit, checkpoint sha256), from its weights folder's
+    config when that folder holds these very tensors; None for random weights."""
+    from bids_amyloid.errors import BidsAmyloidError
+    from bids_amyloid.models.weights import read_weights_config, resolve_weights_dir
+
+    try:
+        config = read_weights_config(resolve_weights_dir(kind, Path(weights) if weights else None))
+    except BidsAmyloidError:
+        return None
+    return config.get("source") if config.get("tensor_digest") == digest else None
 
 
 def _json_default(obj: Any) -> Any:

@@ -182,6 +182,7 @@ def build_network(model_config: ModelConfig, weights_dir: Path | None = None, *,
         encoder.eval()
     else:
         encoder = load_slice_encoder(kind, weights_dir if weights_dir is not None else model_config.backbone_weights)
+    encoder.cls_pre_norm = model_config.cls_token == "pre-norm"
     layout = layout_for(model_config, student_layout, encoder.n_blocks)
     with seeded(seed):
         add_lora(encoder, layout.lora_rank, layout.lora_alpha, model_config.lora_dropout, layout.lora_first_block)

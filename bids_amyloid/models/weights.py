@@ -34,6 +34,9 @@ HF_REPO = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 """Hub repository of BiomedCLIP (open_clip format); used only by :func:`fetch_weights`."""
 HF_CHECKPOINT = "open_clip_pytorch_model.bin"
 HF_CONFIG = "open_clip_config.json"
+HF_CHECKPOINT_SHA256 = "52cc993c5c5ff962bd0c60931874bc001e7e9b41666a385530f4a036294576be"
+"""sha256 of the published ``open_clip_pytorch_model.bin``: any other file is refused unless the
+user names its hash (``fetch-weights --checkpoint-sha256``)."""
 
 WEIGHTS_ENV = "BIDS_AMYLOID_WEIGHTS"
 """Environment variable naming a weights folder (or a folder holding ``<kind>/`` folders)."""
@@ -132,24 +135,42 @@ def convert_checkpoint(src: Path, dest_dir: Path, kind: str, *, source: dict[str
     return dest_dir
 
 
-def fetch_weights(dest_dir: Path) -> Path:
-    """Download BiomedCLIP once and convert it (the ONLY network use of the app)."""
+def fetch_weights(dest_dir: Path, *, revision: str | None = None,
+                  checkpoint_sha256: str = HF_CHECKPOINT_SHA256) -> Path:
+    """Download BiomedCLIP once and convert it (the ONLY network use of the app).
+
+    The checkpoint must have the sha256 ``checkpoint_sha256`` (the pinned one by default); the
+    config is read from the same hub commit, and the weights folder records repo, commit and hash.
+    """
     from huggingface_hub import hf_hub_download
 
     dest_dir = Path(dest_dir)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
     download = Path(tempfile.mkdtemp(prefix=".tmp-download-", dir=dest_dir.parent))
     try:
-        ckpt = Path(hf_hub_download(HF_REPO, HF_CHECKPOINT, cache_dir=download))
-        cfg_path = Path(hf_hub_download(HF_REPO, HF_CONFIG, cache_dir=download))
+        ckpt = Path(hf_hub_download(HF_REPO, HF_CHECKPOINT, cache_dir=download, revision=revision))
+        actual = sha256_file(ckpt)
+        if actual != checkpoint_sha256.lower():
+            raise DataError(f"{HF_REPO}/{HF_CHECKPOINT}: sha256 {actual}, expected {checkpoint_sha256}; not the "
+                            "checkpoint bids_amyloid was built for. If you trust it, pass --checkpoint-sha256 "
+                            f"{actual}")
+        commit = _hub_commit(ckpt) or revision
+        cfg_path = Path(hf_hub_download(HF_REPO, HF_CONFIG, cache_dir=download, revision=commit))
         vision_cfg = json.loads(cfg_path.read_text()).get("model_cfg", {}).get("vision_cfg", {})
         want = BACKBONES["biomedclip"]["vision_cfg"]
         for key in ("timm_model_name", "timm_pool", "timm_proj", "image_size"):
             if key in vision_cfg and vision_cfg[key] != want[key]:
                 raise DataError(f"{HF_REPO}/{HF_CONFIG}: vision {key} is {vision_cfg[key]!r}, expected {want[key]!r}")
-        return convert_checkpoint(ckpt, dest_dir, "biomedclip", source={"repo": HF_REPO})
+        log.info("%s at commit %s, %s sha256 %s", HF_REPO, commit or "unknown", HF_CHECKPOINT, actual)
+        return convert_checkpoint(ckpt, dest_dir, "biomedclip", source={"repo": HF_REPO, "revision": commit})
     finally:
         shutil.rmtree(download, ignore_errors=True)
+
+
+def _hub_commit(path: Path) -> str | None:
+    """The commit a hub download came from: its cache path is ``.../snapshots/<commit>/<file>``."""
+    parts = Path(path).parts
+    return parts[-2] if len(parts) >= 3 and parts[-3] == "snapshots" else None
 
 
 def _is_weights_dir(path: Path) -> bool:

@@ -84,8 +84,16 @@ def test_cpu_bf16_is_close_to_fp32(students, x):
         assert precision(torch.device("cpu"), cpu_bf16=True) == "float32"  # emulated bf16 would be slower: not used
         pytest.skip("no native bf16 on this CPU")
     assert precision(torch.device("cpu"), cpu_bf16=True) == "bf16"
-    fp32 = run_ensemble(students, x, methods=("gradcam", "gradient"))
-    bf16 = run_ensemble(students, x, methods=("gradcam", "gradient"), cpu_bf16=True)
-    assert np.abs(bf16.probabilities - fp32.probabilities).max() < 0.01
-    for m in ("gradcam", "gradient"):
-        assert np.corrcoef(bf16.maps[m].ravel(), fp32.maps[m].ravel())[0, 1] > 0.99
+    # The CLS token before the final norm (the method's default) is unnormalised, so its maps are
+    # more sensitive to bf16 rounding: measured on the tiny backbone, Grad-CAM 0.992 and input
+    # gradient 0.986 (pre-norm) against 0.9999 and 0.9994 (post-norm, bundles made before).
+    for pre_norm, min_corr in ((False, 0.99), (True, 0.98)):
+        for net in students:
+            net.encoder.cls_pre_norm = pre_norm
+        fp32 = run_ensemble(students, x, methods=("gradcam", "gradient"))
+        bf16 = run_ensemble(students, x, methods=("gradcam", "gradient"), cpu_bf16=True)
+        assert np.abs(bf16.probabilities - fp32.probabilities).max() < 0.01
+        for m in ("gradcam", "gradient"):
+            assert np.corrcoef(bf16.maps[m].ravel(), fp32.maps[m].ravel())[0, 1] > min_corr, (pre_norm, m)
+    for net in students:
+        net.encoder.cls_pre_norm = True  # as loaded (the module-scoped fixture is shared)

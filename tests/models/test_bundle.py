@@ -82,9 +82,11 @@ def test_tampered_missing_and_incompatible_bundles(tmp_path, run_config, randomi
 
 def test_external_backbone_referenced_by_digest(tmp_path, run_config, tiny_weights, randomize):
     students = _nets(randomize, run_config, tiny_weights, layout="small")
-    run_config.model.student = "small"
+    run_config.model.student, run_config.model.backbone_weights = "small", tiny_weights
     bundle = _save(tmp_path / "b", run_config, students, embed_backbone=False)
     assert bundle.backbone["file"] is None and not (bundle.path / "backbone.safetensors").exists()
+    source = json.loads((tiny_weights / "config.json").read_text())["source"]
+    assert bundle.backbone["source"] == source and source["sha256"]  # where the backbone came from
     with pytest.raises(MissingInputError, match="does not embed"):
         load_students(bundle)  # backbone not resolvable
     x = torch.randn(1, 2, 3, 224, 224)
@@ -97,3 +99,12 @@ def test_external_backbone_referenced_by_digest(tmp_path, run_config, tiny_weigh
     other = convert_checkpoint(write_random_checkpoint(tmp_path / "o.bin", "tiny", seed=99), tmp_path / "o", "tiny")
     with pytest.raises(DataError, match="not the ones"):
         load_students(bundle, weights_dir=other)
+
+
+def test_bundles_made_before_the_cls_setting_keep_post_norm(run_config):
+    from bids_amyloid.models.bundle import bundle_config
+
+    data = run_config.to_dict()
+    assert bundle_config(data).model.cls_token == "pre-norm"  # recorded by new bundles
+    del data["model"]["cls_token"]  # a config.json written before the setting existed
+    assert bundle_config(data).model.cls_token == "post-norm"

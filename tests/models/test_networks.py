@@ -138,3 +138,21 @@ def test_encoder_forward_matches_timm_and_checkpointing(tiny_weights, randomize)
     torch.testing.assert_close(out2, out)
     for g, p in zip(grads, lora_parameters(enc)):
         torch.testing.assert_close(p.grad, g)
+
+
+def test_cls_token_before_or_after_the_final_norm(tiny_weights, tiny_config):
+    """'pre-norm' (the method's default) is the last block's CLS token; 'post-norm' is timm's
+    forward_features CLS, i.e. the same token through trunk.norm."""
+    import dataclasses
+
+    assert tiny_config.cls_token == "pre-norm"
+    pre = build_network(tiny_config, tiny_weights).eval()
+    post = build_network(dataclasses.replace(tiny_config, cls_token="post-norm"), tiny_weights).eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        before, after = pre.encoder(x), post.encoder(x)
+        torch.testing.assert_close(after, post.encoder.trunk.forward_features(x)[:, 0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(post.encoder.trunk.norm(before), after, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(before, after, atol=1e-3)
+        tokens = pre.encoder.frozen_prefix(x)  # the cached-prefix path agrees
+        torch.testing.assert_close(pre.encoder.forward_from_prefix(tokens), before, rtol=1e-5, atol=1e-5)

@@ -101,18 +101,23 @@ def test_tiny_without_weights_is_deterministic():
 
 
 def test_fetch_weights_flow_without_network(monkeypatch, tmp_path):
-    """fetch_weights downloads the two files of the BiomedCLIP repo, checks the vision config,
-    converts, and removes the download (the hub itself is never contacted in tests)."""
+    """fetch_weights downloads the two files of the BiomedCLIP repo (the config from the checkpoint's
+    commit), refuses a checkpoint whose sha256 is not the pinned one unless told its hash, checks the
+    vision config, converts with repo and commit recorded, and removes the download (the hub itself
+    is never contacted in tests)."""
     import huggingface_hub
 
-    calls = []
+    from bids_amyloid.bids.io import sha256_file
 
-    def fake_download(repo_id, filename, cache_dir=None, **kw):
-        calls.append((repo_id, filename))
-        path = tmp_path / "hub" / filename
-        path.parent.mkdir(exist_ok=True)
+    calls, commit = [], "0123abcd" * 5
+
+    def fake_download(repo_id, filename, cache_dir=None, revision=None, **kw):
+        calls.append((repo_id, filename, revision))
+        path = tmp_path / "hub" / "snapshots" / commit / filename  # the hub cache layout
+        path.parent.mkdir(parents=True, exist_ok=True)
         if filename.endswith(".bin"):
-            write_random_checkpoint(path, "tiny")
+            if not path.exists():  # the same file on every download
+                write_random_checkpoint(path, "tiny")
         else:
             path.write_text(json.dumps({"model_cfg": {"embed_dim": 512, "vision_cfg": vision_cfg}}))
         return str(path)
@@ -122,10 +127,16 @@ def test_fetch_weights_flow_without_network(monkeypatch, tmp_path):
     monkeypatch.setattr(weights, "convert_checkpoint",
                         lambda src, dest, kind, source=None: converted.append((kind, source)) or dest)
     vision_cfg = dict(BACKBONES["biomedclip"]["vision_cfg"])
-    assert weights.fetch_weights(tmp_path / "w" / "biomedclip") == tmp_path / "w" / "biomedclip"
-    assert calls == [(weights.HF_REPO, weights.HF_CHECKPOINT), (weights.HF_REPO, weights.HF_CONFIG)]
-    assert converted == [("biomedclip", {"repo": weights.HF_REPO})]
+    dest = tmp_path / "w" / "biomedclip"
+    with pytest.raises(DataError, match=f"expected {weights.HF_CHECKPOINT_SHA256}") as refused:
+        weights.fetch_weights(dest)  # the fake checkpoint is not the pinned file
+    actual = sha256_file(tmp_path / "hub" / "snapshots" / commit / weights.HF_CHECKPOINT)
+    assert actual in str(refused.value) and "--checkpoint-sha256" in str(refused.value) and not converted
+    calls.clear()
+    assert weights.fetch_weights(dest, checkpoint_sha256=actual) == dest
+    assert calls == [(weights.HF_REPO, weights.HF_CHECKPOINT, None), (weights.HF_REPO, weights.HF_CONFIG, commit)]
+    assert converted == [("biomedclip", {"repo": weights.HF_REPO, "revision": commit})]
     assert not list((tmp_path / "w").glob(".tmp-*"))
     vision_cfg["timm_model_name"] = "vit_large_patch14_224"
     with pytest.raises(DataError, match="timm_model_name"):
-        weights.fetch_weights(tmp_path / "w" / "biomedclip")
+        weights.fetch_weights(dest, checkpoint_sha256=actual)
