@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import hashlib
 import inspect
+import json
 import textwrap
 import types
 import typing
@@ -141,7 +143,4 @@ def build(cls: type, data: dict[str, Any]) -> Any:
 def settings_fingerprint(payload: Any) -> str:
     """Short digest of JSON-able settings: what an output or a checkpoint was made with (one rule for
     the preprocessing sidecars and the training checkpoints)."""
-    import hashlib
-    import json
-
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

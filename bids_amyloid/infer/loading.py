@@ -59,10 +59,10 @@ def open_bundles(path: Path) -> dict[str, Bundle]:
     except MissingInputError as exc:  # for prediction a missing model is bad input, not a missing file
         raise DataError(str(exc)) from exc
     for bundle in bundles:
-        folder = bundle.path
         for contrast in bundle_contrasts(bundle):
             if contrast in by_contrast:
-                raise DataError(f"two bundles for {contrast} under {path}: {by_contrast[contrast].path} and {folder}")
+                raise DataError(f"two bundles for {contrast} under {path}: {by_contrast[contrast].path} and "
+                                f"{bundle.path}")
             by_contrast[contrast] = bundle
     return by_contrast
 
