@@ -45,13 +45,15 @@ def test_sloppy_selects_tiny_backbone(tmp_path):
 def test_training_and_inference_knobs_reach_the_config(tmp_path):
     argv = [str(tmp_path), str(tmp_path / "o"), "group", "--lr-scale", "10", "--monitor", "auc", "--no-augment",
             "--input-slices", "12", "--student", "small", "--saliency", "gradcam", "--no-native-saliency",
-            "--no-cpu-bf16"]
+            "--cpu-precision", "float32", "--saliency-gradient", "ensemble"]
     config = config_from_args(build_parser().parse_args(argv))
     assert (config.train.lr_scale, config.train.monitor, config.train.augment) == (10.0, "auc", False)
     assert (config.model.input_slices, config.model.student) == (12, "small")
-    assert config.infer.saliency == ("gradcam",) and not config.infer.native_saliency and not config.infer.cpu_bf16
+    assert config.infer.saliency == ("gradcam",) and not config.infer.native_saliency
+    assert (config.infer.cpu_precision, config.infer.saliency_gradient) == ("float32", "ensemble")
     defaults = config_from_args(build_parser().parse_args(argv[:3]))
     assert defaults.train.lr_scale == 1.0 and defaults.train.augment and defaults.infer.saliency == ("gradcam", "gradient")
+    assert (defaults.infer.cpu_precision, defaults.infer.saliency_gradient) == ("auto", "folds")
     none = config_from_args(build_parser().parse_args(argv[:3] + ["--saliency", "none"]))
     assert none.infer.saliency == ()
 

@@ -195,8 +195,10 @@ class InferConfig:
     """Saliency maps per session and contrast: 'gradcam' and/or 'gradient', or 'none'."""
     native_saliency: bool = True
     """Also map the saliency onto the native T1w grid (inverse of the template transform)."""
-    cpu_bf16: bool = True
-    """bf16 autocast on CPUs with native bf16 (AVX512-BF16/AMX; CUDA always bf16)."""
+    cpu_precision: Literal["auto", "float32", "bf16"] = "auto"
+    """Prediction precision on the CPU: 'auto' = the faster of float32 and bf16 autocast, measured by a short probe (CUDA is always bf16)."""
+    saliency_gradient: Literal["folds", "ensemble"] = "folds"
+    """Input-gradient map of each fold's logit ('folds') or of the ensemble's mean logit ('ensemble': one backward through the shared blocks, faster)."""
 
     def validate(self) -> None:
         bad = [m for m in self.saliency if m not in SALIENCY_METHODS]

@@ -3,9 +3,12 @@ the per-slice attributions (Grad-CAM and input gradient) in the same pass.
 
 Cost model (the reason for the structure): every fold student shares the frozen base backbone
 and has LoRA only in its last blocks (``encoder.frozen_blocks`` onward), so the patch embedding
-and the frozen blocks ("prefix") are run ONCE for all folds; each fold then runs only its own
-blocks and heads. Grad-CAM needs gradients down to the input of the last block only; the input
-gradient needs them down to the pixels, through the shared prefix, once per fold.
+and the frozen blocks ("prefix") are run ONCE for all folds, without autograd; each fold then runs
+only its own blocks and heads. Grad-CAM needs gradients down to the input of the last block only.
+The input gradient needs them down to the pixels: each fold backpropagates to the prefix tokens
+(its own graph, freed at once), then the prefix is re-run with autograd over a few slices at a
+time and each fold's prefix-token gradient is pulled back to the pixels. Memory therefore holds
+one fold's graph plus a chunk's prefix graph, never all folds' graphs over the whole session.
 
 Attributions for one fold ``f`` and slice ``s`` (student logit ``z_f``):
 
@@ -20,17 +23,22 @@ the fold's maps sum to 1 over all slices (every fold gets the same say), and ave
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bids_amyloid.models.device import autocast
+from bids_amyloid.models.device import bf16_autocast, return_freed_memory
 from torch import Tensor
 
 METHODS = ("gradcam", "gradient")
 """Saliency methods, in output order."""
+GRADIENT_OF = ("folds", "ensemble")
+"""Whose logit the input-gradient map differentiates (``run_ensemble(gradient_of=...)``)."""
+GRADIENT_CHUNK = 5
+"""Slices per input-gradient backward through the shared prefix (memory per chunk, not per session)."""
 
 
 @dataclass
@@ -92,47 +100,103 @@ def _fold_share(maps: Tensor, weights: Tensor) -> Tensor:
     return weighted / total if total > 0 else weighted
 
 
+@contextlib.contextmanager
+def _attention_for_backward(students: Sequence[torch.nn.Module], device: torch.device) -> Iterator[None]:
+    """On the CPU, timm's explicit attention (matmul, softmax, matmul) while gradients are asked
+    for: torch's CPU flash-attention backward measured 6x its forward (1.9 s of 7.0 s for one
+    ViT-B/16 fold, 25 slices, bf16); the explicit form's backward is plain matmuls. Same function,
+    float rounding aside; the fused kernel is restored afterwards (prediction alone keeps it)."""
+    attns = [b.attn for s in students for b in s.encoder.trunk.blocks if hasattr(b.attn, "fused_attn")]
+    before = [a.fused_attn for a in attns]
+    if device.type == "cpu":
+        for a in attns:
+            a.fused_attn = False
+    try:
+        yield
+    finally:
+        for a, fused in zip(attns, before):
+            a.fused_attn = fused
+
+
+def _input_gradients(encoder: torch.nn.Module, x: Tensor, depth: int, cotangents: Sequence[Tensor],
+                     chunk: int) -> list[Tensor]:
+    """``sum_channels |d/dx|`` of ``<prefix(x), cotangent>`` for each cotangent ``[S, T, width]``
+    (the gradient of a logit with respect to the prefix tokens). Slices pass the encoder
+    independently, so the prefix is re-run with autograd over ``chunk`` slices at a time: memory
+    grows with the chunk, not with the session (one extra prefix forward; the backward is the same)."""
+    n_slices = x.shape[0]
+    maps = [torch.empty(n_slices, *x.shape[2:]) for _ in cotangents]
+    for lo in range(0, n_slices, chunk):
+        hi = min(lo + chunk, n_slices)
+        x_chunk = x[lo:hi].detach().requires_grad_(True)
+        with torch.enable_grad():
+            tokens = _prefix(encoder, x_chunk, depth)
+        for i, cotangent in enumerate(cotangents):
+            (grad,) = torch.autograd.grad(tokens, x_chunk, grad_outputs=cotangent[lo:hi].to(tokens.dtype),
+                                          retain_graph=i < len(cotangents) - 1)
+            maps[i][lo:hi] = grad.float().abs().sum(dim=1)
+        del tokens, x_chunk
+    return maps
+
+
 def run_ensemble(students: Sequence[torch.nn.Module], x: Tensor, *, methods: Sequence[str] = (),
-                 cpu_bf16: bool = False) -> EnsembleResult:
-    """``x``: one session's model input ``[S, 3, 224, 224]`` (on the students' device)."""
+                 bf16: bool = False, gradient_of: str = "folds", chunk: int = GRADIENT_CHUNK) -> EnsembleResult:
+    """``x``: one session's model input ``[S, 3, 224, 224]`` (on the students' device).
+
+    ``bf16``: bf16 autocast (the caller decides, :func:`bids_amyloid.models.device.prediction_precision`).
+    ``gradient_of``: ``"folds"``, the input gradient of each fold's logit, aggregated as in the
+    module docstring; ``"ensemble"``, the input gradient of the folds' mean logit (one backward
+    through the shared prefix instead of one per fold), weighted by the mean slice weights.
+    """
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown saliency method(s) {sorted(unknown)}")
+    if gradient_of not in GRADIENT_OF:
+        raise ValueError(f"gradient_of must be one of {GRADIENT_OF}, not {gradient_of!r}")
     device = x.device
     n_slices = x.shape[0]
     depth = shared_prefix_depth(students)
     want_cam, want_grad = "gradcam" in methods, "gradient" in methods
-    logits, weights = [], []
-    sums = {m: None for m in methods}
-    grad_mode = torch.enable_grad() if methods else torch.inference_mode()
-    with grad_mode, autocast(device, cpu_bf16=cpu_bf16):
-        x_in = x.detach().clone().requires_grad_(want_grad)
-        with torch.set_grad_enabled(want_grad):
-            prefix = _prefix(students[0].encoder, x_in, depth)
-        for fold, net in enumerate(students):
-            blocks = net.encoder.trunk.blocks
-            with torch.set_grad_enabled(want_grad):
-                tokens = prefix
-                for block in blocks[depth:-1]:
+    logits, weights, prefix_grads = [], [], []
+    sums: dict[str, Tensor] = {}
+    with bf16_autocast(device, bf16), _attention_for_backward(students, device) if methods else contextlib.nullcontext():
+        with torch.no_grad():
+            prefix = _prefix(students[0].encoder, x, depth)
+        for net in students:
+            with torch.set_grad_enabled(bool(methods)):
+                start = prefix.detach().requires_grad_(want_grad)
+                tokens = start
+                for block in net.encoder.trunk.blocks[depth:-1]:
                     tokens = block(tokens)
-            if want_cam and not want_grad:
-                tokens = tokens.detach().requires_grad_(True)
-            logit, w = _head(net, tokens, n_slices)
+                if want_cam and not want_grad:
+                    tokens = tokens.detach().requires_grad_(True)
+                logit, w = _head(net, tokens, n_slices)
             logits.append(float(logit.detach().float()))
             weights.append(w.detach().float())
             if not methods:
                 continue
-            inputs = ([tokens] if want_cam else []) + ([x_in] if want_grad else [])
-            grads = torch.autograd.grad(logit.float(), inputs, retain_graph=want_grad and fold < len(students) - 1)
-            fold_maps = {}
+            grads = torch.autograd.grad(logit.float(), ([tokens] if want_cam else []) + ([start] if want_grad else []))
             if want_cam:
-                fold_maps["gradcam"] = _gradcam(tokens.detach(), grads[0], net.encoder.num_prefix_tokens)
+                _accumulate(sums, "gradcam", _fold_share(_gradcam(tokens.detach(), grads[0],
+                                                                  net.encoder.num_prefix_tokens), weights[-1]))
             if want_grad:
-                fold_maps["gradient"] = grads[-1].float().abs().sum(dim=1)
-            for method, m in fold_maps.items():
-                share = _fold_share(m, w.detach())
-                sums[method] = share if sums[method] is None else sums[method] + share
-            del grads, tokens, logit
+                prefix_grads.append(grads[-1].detach())
+            del grads, tokens, start, logit
+            return_freed_memory(device)  # the fold's graph, before the next fold builds its own
+        del prefix
+        if want_grad:
+            encoder = students[0].encoder
+            if gradient_of == "ensemble":
+                (grad_map,) = _input_gradients(encoder, x, depth, [torch.stack(prefix_grads).mean(0)], chunk)
+                sums["gradient"] = _fold_share(grad_map, torch.stack(weights).mean(0)) * len(students)
+            else:
+                for grad_map, w in zip(_input_gradients(encoder, x, depth, prefix_grads, chunk), weights):
+                    _accumulate(sums, "gradient", _fold_share(grad_map, w))
+            return_freed_memory(device)
     n = len(students)
     maps = {m: (sums[m] / n).cpu().numpy().astype(np.float32) for m in methods}
     return EnsembleResult(np.asarray(logits, dtype=np.float64), torch.stack(weights).cpu().numpy(), maps)
+
+
+def _accumulate(sums: dict[str, Tensor], method: str, share: Tensor) -> None:
+    sums[method] = share if method not in sums else sums[method] + share

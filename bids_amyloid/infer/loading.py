@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bids_amyloid.config import Config
 from bids_amyloid.errors import DataError, MissingInputError
@@ -30,6 +30,10 @@ class LoadedModel:
     students: list[AmyloidNet]
     """One network per fold, eval mode, no parameter gradients."""
     device: torch.device
+    precision: str = "float32"
+    """'bf16' (autocast) or 'float32', decided once at load (:func:`prediction_precision`)."""
+    precision_choice: dict[str, Any] = field(default_factory=dict)
+    """How the precision was chosen (setting, rule, probe timings): written with the predictions."""
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -72,9 +76,10 @@ def load_model(config: Config, contrast: str) -> LoadedModel:
     import torch
 
     from bids_amyloid.models.bundle import load_students
-    from bids_amyloid.models.device import resolve_device
+    from bids_amyloid.models.device import prediction_precision, resolve_device
 
-    key = (str(Path(config.model_path).resolve()), contrast, config.device, str(config.model.backbone_weights))
+    key = (str(Path(config.model_path).resolve()), contrast, config.device, str(config.model.backbone_weights),
+           config.infer.cpu_precision)
     if key not in _CACHE:
         device = resolve_device(config.device, purpose="prediction")
         bundles = open_bundles(config.model_path)
@@ -89,7 +94,9 @@ def load_model(config: Config, contrast: str) -> LoadedModel:
             net.requires_grad_(False)  # saliency asks autograd for input gradients only
         log.info("%s: loaded %d fold student(s) of model %s on %s in %.1f s", contrast, len(students),
                  bundle.model_id[:12], device, time.perf_counter() - start)
-        _CACHE[key] = LoadedModel(bundle, students, device)
+        chosen, how = prediction_precision(device, config.infer.cpu_precision)
+        log.info("%s: prediction precision %s (%s)", contrast, chosen, how["Rule"])
+        _CACHE[key] = LoadedModel(bundle, students, device, chosen, how)
     return _CACHE[key]
 
 

@@ -45,7 +45,6 @@ from bids_amyloid.config import Config
 from bids_amyloid.errors import DataError, UsageError
 from bids_amyloid.infer.loading import LoadedModel
 from bids_amyloid.infer.table import Prediction, read_predictions, write_predictions
-from bids_amyloid.models.device import precision
 
 if TYPE_CHECKING:
     from bids_amyloid.models.bundle import Bundle
@@ -144,7 +143,8 @@ def _model_info(model: LoadedModel, config: Config) -> dict[str, Any]:
             "TestingOnly": bundle.testing_only, "Folds": len(model.students), "FoldThresholds": bundle.thresholds,
             "BundleVersion": bundle.version, "TrainedWith": bundle.bids_amyloid_version,
             "EnsembleRule": ENSEMBLE_RULE, "Device": str(model.device),
-            "Precision": precision(model.device, cpu_bf16=config.infer.cpu_bf16)}
+            "Precision": model.precision, "PrecisionChoice": model.precision_choice,
+            "SaliencyGradient": config.infer.saliency_gradient}
 
 
 def predict_session(session: Session, preprocessed: Preprocessed, config: Config) -> list[Prediction]:
@@ -215,7 +215,9 @@ def _predict_contrast(session: Session, paths: SessionDerivatives, contrast: str
     chosen = select_slices(sidecar["SliceMean"], model_cfg.input_slices, min_mean, source=str(path))
     x = to_model_input(np.asarray(slices[chosen]), contrast, model_cfg.pet_suvr_scale).to(model.device)
     methods = list(config.infer.saliency)
-    result = run_ensemble(model.students, x, methods=methods, cpu_bf16=config.infer.cpu_bf16)
+    result = run_ensemble(model.students, x, methods=methods, bf16=model.precision == "bf16",
+                          gradient_of=config.infer.saliency_gradient)
+    del x
     prediction = ensemble_prediction(result.probabilities, bundle.thresholds, subject=session.subject,
                                      session=session.session, contrast=contrast, model_id=bundle.model_id,
                                      testing_only=bundle.testing_only, mri_session=session.mri_session)
@@ -224,9 +226,9 @@ def _predict_contrast(session: Session, paths: SessionDerivatives, contrast: str
              "SliceWeights": np.round(result.slice_weights.mean(axis=0), 6).tolist(),
              **provenance(config.to_dict(), [source], {source: checksum})}
     extra.pop("Sources")
-    for method in methods:
-        write_saliency(session=paths, contrast=contrast, method=method, slice_maps=result.maps[method], x_index=x_index,
-                       slice_sidecar=sidecar, native=native, sources=[source], extra=extra)
+    if methods:
+        write_saliency(session=paths, contrast=contrast, maps=result.maps, x_index=x_index, slice_sidecar=sidecar,
+                       native=native, sources=[source], extra=extra)
     log.info("%s %s: p=%.3f (%s, threshold %.3f, fold SD %.3f) in %.1f s", session.key, contrast,
              prediction.probability, prediction.label, prediction.threshold, prediction.uncertainty,
              time.perf_counter() - start)

@@ -62,19 +62,18 @@ def regional_table(volume: np.ndarray, brain: np.ndarray, atlas: Atlas) -> list[
     """Rows (sorted by share, then atlas index): region_index, region, hemisphere, n_voxels,
     saliency_share, mean_saliency. Regions are restricted to the brain mask; regions without
     brain voxels are left out; ``unlabelled`` collects brain voxels without a region."""
-    data = np.where(brain, volume, 0.0).astype(np.float64)
-    total = float(data.sum())
-    labels = np.where(brain, atlas.labels, 0)
-    counts = np.bincount(labels.ravel(), minlength=max(atlas.names, default=0) + 1)
-    sums = np.bincount(labels.ravel(), weights=data.ravel(), minlength=counts.size)
+    # one pass: bin 0 = outside the brain, bin 1 = brain without a region, bin k + 1 = region k
+    bins = np.where(brain, atlas.labels.astype(np.int32) + 1, 0).ravel()
+    size = max(max(atlas.names, default=0), int(atlas.labels.max())) + 2
+    counts = np.bincount(bins, minlength=size)
+    sums = np.bincount(bins, weights=np.asarray(volume, dtype=np.float64).ravel(), minlength=size)
+    total = float(sums[1:].sum())
     rows = []
     for index in sorted(set(atlas.names) | {0}):
-        n = int(counts[index]) if index < counts.size else 0
-        if index == 0:
-            n = int((brain & (atlas.labels == 0)).sum())
+        n = int(counts[index + 1])
         if n == 0:
             continue
-        mass = float(sums[index]) if index else float(data[brain & (atlas.labels == 0)].sum())
+        mass = float(sums[index + 1])
         name = atlas.names.get(index, "unlabelled") if index else "unlabelled"
         hemi = name.rsplit("_", 1)[-1] if name[-2:] in ("_L", "_R") else "n/a"
         rows.append({

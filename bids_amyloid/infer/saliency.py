@@ -51,7 +51,8 @@ METHOD_TEXT = {
     "gradient": {
         "Name": "Input gradient",
         "Description": "Absolute gradient of the student logit with respect to the model input, summed over the "
-                       "three (replicated gray) channels.",
+                       "three (replicated gray) channels: each fold's logit, or the folds' mean logit when "
+                       "Model.SaliencyGradient is 'ensemble'.",
     },
 }
 AGGREGATION = (
@@ -84,21 +85,47 @@ def template_volume(slice_maps: np.ndarray, x_index: Sequence[int], slice_sideca
     return volumes.to_template_volume(np.clip(planes, 0.0, None), x_index, shape)
 
 
-def write_saliency(*, session: SessionDerivatives, contrast: str, method: str, slice_maps: np.ndarray,
+def write_saliency(*, session: SessionDerivatives, contrast: str, maps: Mapping[str, np.ndarray],
                    x_index: Sequence[int], slice_sidecar: Mapping[str, Any], native: NativeGrid | None,
-                   sources: list[str], extra: Mapping[str, Any]) -> dict[str, Path]:
-    """Write the template map, the native map (when ``native`` is given) and the regions table,
-    each with a sidecar; return the paths written. ``extra`` (model, provenance) goes into every
-    sidecar."""
+                   sources: list[str], extra: Mapping[str, Any]) -> dict[str, dict[str, Path]]:
+    """For each method of ``maps`` (method -> ``[S, h, w]`` slice maps): write the template map,
+    the regions table and the native map (when ``native`` is given), each with a sidecar; return
+    method -> the paths written. ``extra`` (model, provenance) goes into every sidecar. The
+    native grid, its mask and its ANTs image are read once for all methods."""
     out_dir = session.layout.root
-    paths = session.saliency(contrast, method)
-    shape, affine = volumes.template_grid()
+    _, affine = volumes.template_grid()
     brain = template_mask_array()
-    raw = template_volume(slice_maps, x_index, slice_sidecar)
-    inside = volumes.mass_inside(raw, brain)
-    volume = volumes.mask_and_scale(raw, brain)
+    atlas = regions_mod.load_atlas()
+    written: dict[str, dict[str, Path]] = {}
+    template_maps, commons = {}, {}
+    for method, slice_maps in maps.items():
+        paths = session.saliency(contrast, method)
+        raw = template_volume(slice_maps, x_index, slice_sidecar)
+        inside = volumes.mass_inside(raw, brain)
+        template_maps[method] = volume = volumes.mask_and_scale(raw, brain)
+        del raw
+        commons[method] = common = _common_fields(method, contrast, inside, x_index, affine, extra)
+        _save(volume, affine, paths["template"])
+        atomic_write_json(sidecar_of(paths["template"]), {
+            **common, "Space": TEMPLATE_SPACE, "Resolution": f"1 mm, {'x'.join(map(str, volume.shape))} voxels "
+            "(nilearn ICBM152 2009a nonlinear symmetric)", "Sources": sources})
+        write_table(paths["regions"], regions_mod.regional_table(volume, brain, atlas), regions_mod.REGION_COLUMNS, {
+            "Atlas": {"Name": atlas.name, "Description": atlas.description},
+            "Description": f"Share of the {METHOD_TEXT[method]['Name']} saliency mass (template space, inside the "
+                           "brain mask) per atlas region, largest first.",
+            "Sources": [output_uri(paths["template"], out_dir)], **extra})
+        written[method] = {"template": paths["template"], "regions": paths["regions"]}
+    if native is not None:
+        _write_native(session, contrast, template_maps, affine, native, commons, sources)
+        for method in maps:
+            written[method]["native"] = session.saliency(contrast, method)["native"]
+    return written
+
+
+def _common_fields(method: str, contrast: str, inside: float, x_index: Sequence[int], affine: np.ndarray,
+                   extra: Mapping[str, Any]) -> dict[str, Any]:
     xs = np.asarray(x_index, dtype=int)
-    common = {
+    return {
         "SkullStripped": True,
         "Contrast": contrast,
         "Method": {**METHOD_TEXT[method], "Aggregation": AGGREGATION, "Normalisation": NORMALISATION},
@@ -109,40 +136,32 @@ def write_saliency(*, session: SessionDerivatives, contrast: str, method: str, s
                                    float(affine[0, 0] * xs.max() + affine[0, 3])]},
         **extra,
     }
-    _save(volume, affine, paths["template"])
-    atomic_write_json(sidecar_of(paths["template"]), {
-        **common, "Space": TEMPLATE_SPACE,
-        "Resolution": f"1 mm, {'x'.join(map(str, shape))} voxels (nilearn ICBM152 2009a nonlinear symmetric)",
-        "Sources": sources})
-    written = {"template": paths["template"]}
-    if native is not None:
-        data = volumes.to_native(volume, affine, native.reference, native.transforms)
-        ref = nib.load(str(native.reference))
-        mask = np.asarray(nib.load(str(native.brain_mask)).dataobj) > 0 if native.brain_mask else None
-        if mask is None or mask.shape != data.shape:
-            if mask is not None:
-                log.warning("%s: brain mask grid %s differs from the T1w grid %s; native map not masked",
-                            native.brain_mask, mask.shape, data.shape)
-            mask = np.ones(data.shape, dtype=bool)
-        data = volumes.mask_and_scale(data, mask)
-        header = ref.header.copy()
-        header.set_data_dtype(np.float32)
-        header.set_slope_inter(1.0, 0.0)
-        _save(data, ref.affine, paths["native"], header)
-        atomic_write_json(sidecar_of(paths["native"]), {
-            **common, "Space": "T1w (native, grid of the preprocessed T1w)",
-            "Sources": sources + [output_uri(paths["template"], out_dir), output_uri(native.reference, out_dir)]
-                       + [output_uri(Path(t), out_dir) for t in native.transforms],
-            "Transform": {"Files": [output_uri(Path(t), out_dir) for t in native.transforms],
-                          "Inverted": [False] * len(native.transforms),
+
+
+def _write_native(session: SessionDerivatives, contrast: str, template_maps: Mapping[str, np.ndarray],
+                  affine: np.ndarray, native: NativeGrid, commons: Mapping[str, dict[str, Any]],
+                  sources: list[str]) -> None:
+    """Warp every template map onto the native T1w grid (one ANTs fixed image), mask, scale, write."""
+    out_dir = session.layout.root
+    ref = nib.load(str(native.reference))
+    mask = np.asarray(nib.load(str(native.brain_mask)).dataobj) > 0 if native.brain_mask else None
+    if mask is None or mask.shape != ref.shape[:3]:
+        if mask is not None:
+            log.warning("%s: brain mask grid %s differs from the T1w grid %s; native map not masked",
+                        native.brain_mask, mask.shape, ref.shape[:3])
+        mask = np.ones(ref.shape[:3], dtype=bool)
+    header = ref.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    transforms = [output_uri(Path(t), out_dir) for t in native.transforms]
+    warped = volumes.to_native(list(template_maps.values()), affine, native.reference, native.transforms)
+    for method, data in zip(template_maps, warped):
+        path = session.saliency(contrast, method)["native"]
+        _save(volumes.mask_and_scale(data, mask), ref.affine, path, header)
+        del data
+        atomic_write_json(sidecar_of(path), {
+            **commons[method], "Space": "T1w (native, grid of the preprocessed T1w)",
+            "Sources": sources + [output_uri(session.saliency(contrast, method)["template"], out_dir),
+                                  output_uri(native.reference, out_dir)] + transforms,
+            "Transform": {"Files": transforms, "Inverted": [False] * len(transforms),
                           "Interpolation": "linear (ANTs apply_transforms)"}})
-        written["native"] = paths["native"]
-    atlas = regions_mod.load_atlas()
-    rows = regions_mod.regional_table(volume, brain, atlas)
-    write_table(paths["regions"], rows, regions_mod.REGION_COLUMNS, {
-        "Atlas": {"Name": atlas.name, "Description": atlas.description},
-        "Description": f"Share of the {METHOD_TEXT[method]['Name']} saliency mass (template space, inside the "
-                       "brain mask) per atlas region, largest first.",
-        "Sources": [output_uri(paths["template"], out_dir)], **extra})
-    written["regions"] = paths["regions"]
-    return written

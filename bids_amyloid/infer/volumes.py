@@ -10,7 +10,7 @@ positions the volume is interpolated linearly along x; outside the slice band it
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,27 +104,34 @@ def mask_and_scale(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def map_image(data: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None) -> nib.Nifti1Image:
     """A float32 saliency map: on the template (qform/sform code 4), or with the native T1w's header."""
+    data = np.asfortranarray(data, dtype=np.float32)  # NIfTI voxel order: nibabel writes it without a transpose
     if header is None:
         return nifti_like(data, affine, np.float32, 4)
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine, header=header)
+    img = nib.Nifti1Image(data, affine, header=header)
     img.set_data_dtype(np.float32)
     img.header.set_xyzt_units("mm")
     return img
 
 
-def to_native(volume: np.ndarray, affine: np.ndarray, reference: Path, transforms: Sequence[str]) -> np.ndarray:
-    """Resample a template-space map onto the grid of ``reference`` (the native T1w) with ANTs, in memory.
+def to_native(maps: Sequence[np.ndarray], affine: np.ndarray, reference: Path,
+              transforms: Sequence[str]) -> Iterator[np.ndarray]:
+    """Resample template-space maps onto the grid of ``reference`` (the native T1w) with ANTs, in
+    memory, one at a time (the fixed image is made once).
 
     ``transforms`` are in ``ants.apply_transforms`` order for template -> native (the saved
-    inverse files: nothing is inverted). Linear interpolation. The returned array is indexed like
-    the voxels of ``reference`` as nibabel reads them.
+    inverse files: nothing is inverted). Linear interpolation. Each array is indexed like the
+    voxels of ``reference`` as nibabel reads them.
     """
     import ants
 
     ref = nib.load(str(reference))
-    warped = ants.apply_transforms(fixed=to_ants(ref), moving=to_ants(map_image(volume, affine)),
-                                   transformlist=[str(t) for t in transforms], interpolator="linear", defaultvalue=0)
-    data = warped.numpy().astype(np.float32)
-    if data.shape != ref.shape[:3]:
-        raise DataError(f"{reference}: ANTs returned a {data.shape} map for this grid")
-    return np.clip(data, 0.0, None)
+    fixed = to_ants(ref, np.zeros(ref.shape[:3], dtype=np.float32))  # only its grid is used
+    for volume in maps:
+        warped = ants.apply_transforms(fixed=fixed, moving=to_ants(map_image(volume, affine)),
+                                       transformlist=[str(t) for t in transforms], interpolator="linear",
+                                       defaultvalue=0)
+        data = warped.numpy().astype(np.float32)
+        del warped
+        if data.shape != ref.shape[:3]:
+            raise DataError(f"{reference}: ANTs returned a {data.shape} map for this grid")
+        yield np.clip(data, 0.0, None, out=data)

@@ -85,6 +85,9 @@ def test_prediction_table_and_dictionary(predicted):
         assert meta[column]["LongName"] and meta[column]["Description"]
     assert set(meta["label"]["Levels"]) == {"positive", "negative"}
     assert meta["Models"]["T1w"]["ModelId"] == row["model_id"] and meta["Models"]["T1w"]["TestingOnly"] is True
+    model = meta["Models"]["T1w"]
+    assert model["Precision"] in ("float32", "bf16") and model["PrecisionChoice"]["Setting"] == "auto"
+    assert model["PrecisionChoice"]["Rule"] and model["SaliencyGradient"] == "folds"
     assert meta["GeneratedBy"]["Version"] and meta["RandomSeed"] == config.seed and meta["Settings"]
     assert any(s.endswith("desc-slices_T1w.npy") for s in meta["Sources"])
     assert all(v.startswith("sha256:") for v in meta["SourceChecksums"].values())
