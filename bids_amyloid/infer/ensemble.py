@@ -125,7 +125,7 @@ def _input_gradients(encoder: torch.nn.Module, x: Tensor, depth: int, cotangents
     independently, so the prefix is re-run with autograd over ``chunk`` slices at a time: memory
     grows with the chunk, not with the session (one extra prefix forward; the backward is the same)."""
     n_slices = x.shape[0]
-    maps = [torch.empty(n_slices, *x.shape[2:]) for _ in cotangents]
+    maps = [torch.empty(n_slices, *x.shape[2:], device=x.device) for _ in cotangents]
     for lo in range(0, n_slices, chunk):
         hi = min(lo + chunk, n_slices)
         x_chunk = x[lo:hi].detach().requires_grad_(True)
