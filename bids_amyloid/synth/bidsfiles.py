@@ -133,8 +133,18 @@ def layout_description(layout: str, anatomy_note: str, seed: int) -> dict[str, A
             "HowToAcknowledge": full["HowToAcknowledge"], "GeneratedBy": full["GeneratedBy"]}
 
 
-def participants_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["participant_id", "age", "sex"])
+def participants_table(rows: list[dict[str, Any]], site: bool = False) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["participant_id", "age", "sex", *(["site"] if site else [])])
+
+
+def participants_json(site_levels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The participants.tsv data dictionary; site_levels (site: its scanner) adds the site column."""
+    if not site_levels:
+        return PARTICIPANTS_JSON
+    return {**PARTICIPANTS_JSON, "site": {
+        "LongName": "Acquisition site",
+        "Description": "Site (MRI scanner) where all of the participant's sessions were acquired.",
+        "Levels": site_levels}}
 
 
 SESSION_COLUMNS = {"default": ["session_id", "age", "centiloid", "tracer"],

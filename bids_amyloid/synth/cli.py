@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strength of the MRI-visible amyloid correlate (0 = none)")
     p.add_argument("--effect-pet", type=float, default=1.0,
                    help="PET signal-to-noise of the Centiloid (higher = cleaner)")
+    p.add_argument("--sites", type=int, default=1,
+                   help="acquisition sites, subjects spread evenly over them (default 1; >1 adds a "
+                        "participants.tsv column `site`)")
+    p.add_argument("--site-effect", type=float, default=0.0,
+                   help="strength of the between-site MRI scanner differences: tissue contrast, "
+                        "noise, bias field, scanner model (0 = sites differ in name only; 1 = "
+                        "+-10%% contrast)")
+    p.add_argument("--site-prevalence-shift", type=float, default=0.0,
+                   help="per-site shift of the amyloid propensity (SD units), so that prevalence "
+                        "differs between sites (default 0)")
     p.add_argument("--anatomy", default="auto", choices=["auto", "ch2", "nilearn"],
                    help="head source: ch2 (mricron-data) or synthetic shells (default auto)")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes (results do not depend on it)")
@@ -60,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                               contrasts=args.contrasts, resolution=args.resolution,
                               tracers=args.tracers, effect_mri=args.effect_mri,
                               effect_pet=args.effect_pet, anatomy_source=args.anatomy,
-                              n_jobs=args.n_jobs, overwrite=args.overwrite, layout=args.layout)
+                              n_jobs=args.n_jobs, overwrite=args.overwrite, layout=args.layout,
+                              sites=args.sites, site_effect=args.site_effect,
+                              site_prevalence_shift=args.site_prevalence_shift)
     except BidsAmyloidError as exc:
         print(f"bids_amyloid-synth: error: {exc}", file=sys.stderr)
         return exc.exit_code

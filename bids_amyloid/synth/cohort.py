@@ -16,6 +16,7 @@ import pandas as pd
 from bids_amyloid import __version__
 from bids_amyloid.errors import OutputError, UsageError
 from bids_amyloid.synth import anatomy, bidsfiles, labels, layouts, mri, pet, subject, truth
+from bids_amyloid.synth.sites import MODEL, Site, assign_sites, check_site_args, site_profiles
 
 DEFAULT_CONTRASTS = ("T1w", "T2w", "FLAIR", "T2starw")
 DEFAULT_TRACERS = ("PiB", "AV45")  # of the default layout; layouts.DEFAULT_TRACERS per layout
@@ -36,6 +37,7 @@ TRUTH_COLUMNS = {
     "orientation": "axis codes of the session's first T1w file",
     "days": "days since the first visit (OASIS-3 session labels; months * 30.4375 otherwise)",
     "other_pet": "non-amyloid PET of the session (AV1451 tau, FDG) or n/a",
+    "site": "acquisition site S1, S2, ... (scanner profile in truth.json \"sites\"; one per subject)",
 }
 IMAGE_COLUMNS = {  # images.tsv columns of PET rows beyond the geometry
     "suffix": "T1w..., mask, pet, pet-static (sourcedata companion of a dynamic PET), pet-invalid",
@@ -137,7 +139,9 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
                     resolution: float = 1.0,
                     tracers: tuple[str, ...] | list[str] | None = None,
                     effect_mri: float = 1.0, effect_pet: float = 1.0, anatomy_source: str = "auto",
-                    n_jobs: int = 1, overwrite: bool = False, layout: str = "default") -> CohortTruth:
+                    n_jobs: int = 1, overwrite: bool = False, layout: str = "default",
+                    sites: int = 1, site_effect: float = 0.0,
+                    site_prevalence_shift: float = 0.0) -> CohortTruth:
     """Write a BIDS dataset of n_subjects synthetic participants and return its ground truth.
 
     resolution scales every voxel size (1 = T1w at 1 mm); resolution >= 1.5 also uses the 2 mm
@@ -145,11 +149,15 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
     layout: 'default' (valid current BIDS) or the on-disk style of a real dataset ('oasis3',
     'clinica-adni', 'openneuro'; see layouts.py); tracers default to the layout's own
     (default and oasis3: PiB, AV45; clinica-adni: AV45, FBB; openneuro: AV45).
+    sites: acquisition sites, subjects spread over them evenly by the seed; site_effect: strength
+    of their scanner differences (0: none); site_prevalence_shift: per-site shift of the amyloid
+    propensity (0: none). See sites.py.
     """
     if tracers is None:
         tracers = layouts.DEFAULT_TRACERS.get(layout, DEFAULT_TRACERS)
     contrasts, tracers = tuple(contrasts), tuple(tracers)
     _check_args(n_subjects, contrasts, tracers, resolution, effect_mri, effect_pet, n_jobs, layout)
+    check_site_args(sites, site_effect, site_prevalence_shift, n_subjects)
     try:
         anat = anatomy.resolve_anatomy(anatomy_source)
     except (ValueError, FileNotFoundError) as exc:
@@ -160,10 +168,12 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
     src = anatomy.load_source(template_mm, anat)  # before forking: workers inherit it
     root_seq = np.random.SeedSequence(seed)
     phase = float(np.random.default_rng(root_seq.spawn(1)[0]).random())
+    profiles = site_profiles(seed, sites, site_effect, site_prevalence_shift)
     jobs = [subject.Job(i, layouts.participant(layout, i, n_subjects),
                         np.random.SeedSequence(seed, spawn_key=(1, i)), phase, root, template_mm,
-                        anat, contrasts, tracers, resolution, effect_mri, effect_pet, layout)
-            for i in range(n_subjects)]
+                        anat, contrasts, tracers, resolution, effect_mri, effect_pet, layout,
+                        profiles[k])
+            for i, k in enumerate(assign_sites(seed, n_subjects, sites))]
     try:
         if n_jobs == 1 or n_subjects == 1:
             results = [subject.run(job, src) for job in jobs]
@@ -175,12 +185,14 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int = 6, seed: int = 0,
         raise OutputError(f"cannot write the cohort to {root}: {exc}") from exc
     params = {"n_subjects": n_subjects, "contrasts": list(contrasts), "tracers": list(tracers),
               "resolution": resolution, "template_mm": template_mm, "effect_mri": effect_mri,
-              "effect_pet": effect_pet, "anatomy": anat, "layout": layout}  # n_jobs: no effect
-    return _write_tables(root, seed, params, src, jobs, results)
+              "effect_pet": effect_pet, "anatomy": anat, "layout": layout, "sites": sites,
+              "site_effect": site_effect, "site_prevalence_shift": site_prevalence_shift}  # n_jobs: no effect
+    return _write_tables(root, seed, params, src, jobs, results, profiles)
 
 
 def _write_tables(root: Path, seed: int, params: dict[str, Any], src: anatomy.Source,
-                  jobs: list[subject.Job], results: list[dict[str, list[dict[str, Any]]]]) -> CohortTruth:
+                  jobs: list[subject.Job], results: list[dict[str, list[dict[str, Any]]]],
+                  profiles: list[Site]) -> CohortTruth:
     anat_info = {"head": src.head, "regions": src.region_source, **src.files}
     layout = params["layout"]
     oracle = truth.oracle_aucs(params["effect_mri"], params["effect_pet"], tuple(params["tracers"]))
@@ -188,15 +200,7 @@ def _write_tables(root: Path, seed: int, params: dict[str, Any], src: anatomy.So
                          bidsfiles.layout_description(layout, src.head, seed))
     (root / "README").write_text(bidsfiles.readme(params["n_subjects"], seed, src.head,
                                                   src.region_source, oracle, layout))
-    participants = []
-    for job, res in zip(jobs, results, strict=True):
-        first = res["truth"][0]
-        participants.append({"participant_id": job.participant, "age": first["age"], "sex": first["sex"]})
-        if layout in bidsfiles.SESSION_COLUMNS:
-            bidsfiles.write_tsv(root / job.participant / f"{job.participant}_sessions.tsv",
-                                bidsfiles.sessions_table(res["sessions"], layout))
-    bidsfiles.write_tsv(root / "participants.tsv", bidsfiles.participants_table(participants))
-    bidsfiles.write_json(root / "participants.json", bidsfiles.PARTICIPANTS_JSON)
+    _write_participants(root, layout, jobs, results, profiles)
     if layout == "default":
         bidsfiles.write_json(root / "sessions.json", bidsfiles.SESSIONS_JSON)
     label_file = labels.write_labels(root, layout, [r for res in results for r in res["labels"]])
@@ -221,6 +225,7 @@ def _write_tables(root: Path, seed: int, params: dict[str, Any], src: anatomy.So
                   "sd_v": truth.SD_V, "pet_sd_centiloid": truth.PET_SD,
                   "centiloid_transforms": {k: {"slope": t.cl_slope, "intercept": t.cl_intercept}
                                            for k, t in pet.TRACERS.items()}},
+        "sites": {p.name: p.to_json() for p in profiles}, "site_model": MODEL,
         "truth_columns": TRUTH_COLUMNS, "image_columns": IMAGE_COLUMNS,
         "files": {"truth": "truth.tsv", "images": "images.tsv",
                   "brain_masks": "sub-*/<T1w entities>_desc-brain_mask.nii.gz (on the T1w grid)",
@@ -235,6 +240,22 @@ def _write_tables(root: Path, seed: int, params: dict[str, Any], src: anatomy.So
     return CohortTruth(root, seed, params, anat_info, oracle, sessions, images)
 
 
+def _write_participants(root: Path, layout: str, jobs: list[subject.Job],
+                        results: list[dict[str, list[dict[str, Any]]]], profiles: list[Site]) -> None:
+    """participants.tsv/json (a site column only in multi-site cohorts) and the sessions.tsv files."""
+    participants = []
+    for job, res in zip(jobs, results, strict=True):
+        first = res["truth"][0]
+        participants.append({"participant_id": job.participant, "age": first["age"], "sex": first["sex"],
+                             "site": job.site.name})
+        if layout in bidsfiles.SESSION_COLUMNS:
+            bidsfiles.write_tsv(root / job.participant / f"{job.participant}_sessions.tsv",
+                                bidsfiles.sessions_table(res["sessions"], layout))
+    levels = {p.name: p.description() for p in profiles} if len(profiles) > 1 else None
+    bidsfiles.write_tsv(root / "participants.tsv", bidsfiles.participants_table(participants, levels is not None))
+    bidsfiles.write_json(root / "participants.json", bidsfiles.participants_json(levels))
+
+
 def load_truth(out_dir: str | Path) -> CohortTruth:
     """Re-read the ground truth of a cohort written by generate_cohort."""
     root = Path(out_dir).absolute()
@@ -242,7 +263,7 @@ def load_truth(out_dir: str | Path) -> CohortTruth:
     read = lambda name: pd.read_csv(root / TRUTH_DIR / name, sep="\t", na_values=["n/a"],  # noqa: E731
                                     keep_default_na=False)
     sessions = read("truth.tsv")
-    for col in ("tracer", "orientation", "mri_session", "other_pet"):
+    for col in ("tracer", "orientation", "mri_session", "other_pet", "site"):
         if col in sessions:
             sessions[col] = sessions[col].astype(object).fillna("n/a")
     return CohortTruth(root, meta["seed"], meta["parameters"], meta["anatomy"],

@@ -27,15 +27,16 @@ class Contrast:
     sidecar: dict[str, Any] = field(default_factory=dict)
 
 
-_SCANNER = {"Manufacturer": "Siemens", "ManufacturersModelName": "TrioTim",
-            "MagneticFieldStrength": 3, "ReceiveCoilName": "Head_32",
-            "ReceiveCoilActiveElements": "HEA;HEP", "CoilCombinationMethod": "SOS",
-            "MatrixCoilMode": "GRAPPA", "NonlinearGradientCorrection": False,
-            "DeviceSerialNumber": "SYNTH0001", "StationName": "SYNTHMR",
-            "SoftwareVersions": f"bids_amyloid-synth {__version__} (simulated acquisition)",
-            "InstitutionName": "Synthetic Imaging Centre", "InstitutionalDepartmentName": "Radiology",
-            "InstitutionAddress": "1 Simulation Road, Nowhere", "DwellTime": 7.8e-06,
-            "PulseSequenceDetails": "Simulated by bids_amyloid-synth from tissue probability maps"}
+SCANNER = {  # the reference scanner (a one-site cohort, site_effect 0)
+    "Manufacturer": "Siemens", "ManufacturersModelName": "TrioTim",
+    "MagneticFieldStrength": 3, "ReceiveCoilName": "Head_32",
+    "ReceiveCoilActiveElements": "HEA;HEP", "CoilCombinationMethod": "SOS",
+    "MatrixCoilMode": "GRAPPA", "NonlinearGradientCorrection": False,
+    "DeviceSerialNumber": "SYNTH0001", "StationName": "SYNTHMR",
+    "SoftwareVersions": f"bids_amyloid-synth {__version__} (simulated acquisition)",
+    "InstitutionName": "Synthetic Imaging Centre", "InstitutionalDepartmentName": "Radiology",
+    "InstitutionAddress": "1 Simulation Road, Nowhere", "DwellTime": 7.8e-06,
+    "PulseSequenceDetails": "Simulated by bids_amyloid-synth from tissue probability maps"}
 _ISO_ORIENT = ("RAS", "LPS", "LAS", "RPI", "PIL", "ASL", "LPI", "RSA")
 _AXIAL_ORIENT = ("RAS", "LPS", "LAS", "RPI", "LPI", "RPS")
 
@@ -75,9 +76,11 @@ def make_grid(rng: np.random.Generator, c: Contrast, resolution: float, pose: np
     return deform.make_grid(rng, vox, c.fov_mm, center, orientation, c.oblique_deg)  # type: ignore
 
 
-def template_image(c: Contrast, classes: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Mix the template-space class maps with this subject's tissue intensities (+-4 % each)."""
-    gains = np.asarray(c.intensities) * (1.0 + rng.normal(0.0, 0.04, 6))
+def template_image(c: Contrast, classes: list[np.ndarray], rng: np.random.Generator,
+                   site_gain: tuple[float, ...] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """Mix the template-space class maps with this subject's tissue intensities (+-4 % each),
+    GM, WM and CSF scaled by the site's contrast gains (sites.py; 1 = the reference scanner)."""
+    gains = np.asarray(c.intensities) * (1.0 + rng.normal(0.0, 0.04, 6)) * np.array([*site_gain, 1, 1, 1])
     out = np.zeros(classes[0].shape, dtype=np.float32)
     for k, g in enumerate(gains):
         out += np.float32(g) * classes[k]
@@ -85,11 +88,14 @@ def template_image(c: Contrast, classes: list[np.ndarray], rng: np.random.Genera
 
 
 def acquire(c: Contrast, tpl: np.ndarray, coords: np.ndarray, sigma: np.ndarray,
-            grid: deform.Grid, rng: np.random.Generator) -> np.ndarray:
-    """Sample into the scanner grid, then bias field, Rician noise and scanner int16 scaling."""
+            grid: deform.Grid, rng: np.random.Generator, snr_factor: float = 1.0,
+            bias_shift: float = 0.0) -> np.ndarray:
+    """Sample into the scanner grid, then bias field, Rician noise and scanner int16 scaling.
+    snr_factor divides the noise, bias_shift moves the bias strength range (the site's scanner)."""
     img = deform.sample(tpl, coords, sigma)
-    img *= deform.bias_field(rng, grid.shape, strength=rng.uniform(0.15, 0.35))
-    noise = np.float32(max(c.intensities) / c.snr * rng.uniform(0.85, 1.15))
+    low, high = max(0.15 + bias_shift, 0.0), max(0.35 + bias_shift, 0.0)
+    img *= deform.bias_field(rng, grid.shape, strength=rng.uniform(low, high))
+    noise = np.float32(max(c.intensities) / (c.snr * snr_factor) * rng.uniform(0.85, 1.15))
     real = img + noise * rng.standard_normal(img.shape, dtype=np.float32)
     imag = noise * rng.standard_normal(img.shape, dtype=np.float32)
     mag = np.sqrt(real * real + imag * imag)  # magnitude of complex Gaussian data: Rician
@@ -97,8 +103,11 @@ def acquire(c: Contrast, tpl: np.ndarray, coords: np.ndarray, sigma: np.ndarray,
     return np.clip(np.rint(mag * gain), 0, 32767).astype(np.int16)
 
 
-def sidecar(c: Contrast, grid: deform.Grid, run_voxel: bool = False) -> dict[str, Any]:
-    meta: dict[str, Any] = {**_SCANNER, **c.sidecar}
+def sidecar(c: Contrast, grid: deform.Grid, run_voxel: bool = False,
+            scanner: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sequence's sidecar; scanner: a site's fields over the reference scanner's (None: drop)."""
+    site = {**SCANNER, **(scanner or {})}
+    meta: dict[str, Any] = {**{k: v for k, v in site.items() if v is not None}, **c.sidecar}
     if "SliceThickness" in meta or run_voxel:
         meta["SliceThickness"] = round(max(grid.zooms), 3)
     if meta["MRAcquisitionType"] == "2D":  # axial slices: the third axis of every axial code

@@ -6,7 +6,7 @@ fixed order, so a subject's files do not depend on n_jobs or on the other subjec
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from bids_amyloid.synth import bidsfiles, deform, labels, layouts, mri, pet, petwrite, truth
 from bids_amyloid.synth.anatomy import Source
 from bids_amyloid.synth.layouts import PetSpec, SessionSpec
+from bids_amyloid.synth.sites import REFERENCE, Site
 
 __all__ = ["Job", "PetSpec", "SessionSpec", "design", "run"]
 
@@ -35,6 +36,7 @@ class Job:
     effect_mri: float
     effect_pet: float
     layout: str = "default"
+    site: Site = REFERENCE  # the subject's acquisition site (every MRI session)
 
 
 def design(index: int, tracers: tuple[str, ...], layout: str = "default") -> list[SessionSpec]:
@@ -63,6 +65,7 @@ def _save(img: nib.Nifti1Image, path: Path, meta: dict[str, Any] | None) -> nib.
 def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
     rng = np.random.default_rng(job.seed)
     lat = truth.draw_subject(rng, job.index, job.phase)
+    lat = replace(lat, u0=lat.u0 + job.site.latent_shift)  # site prevalence confound; no draw
     cshape = deform.coarse_shape(src.shape, src.coarse_factor)
     base_disp = deform.random_field(rng, cshape, amplitude_mm=float(rng.uniform(2.0, 4.0)))
     specs = design(job.index, job.tracers, job.layout)
@@ -74,7 +77,7 @@ def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
     for i in sorted(range(len(specs)), key=lambda j: not specs[j].mri):
         spec, images = specs[i], []
         st = truth.session_state(lat, spec.years, job.effect_mri, float(rng.normal()))
-        row = _truth_row(job.participant, spec, lat, st)
+        row = _truth_row(job.participant, spec, lat, st, job.site.name)
         anatomy = None
         if spec.mri:
             pose = deform.pose_matrix(rng, lat.head_scale)
@@ -98,11 +101,12 @@ def run(job: Job, src: Source) -> dict[str, list[dict[str, Any]]]:
     return _subject_rows(job, specs, [done[i] for i in range(len(specs))], rng)
 
 
-def _truth_row(sub: str, spec: SessionSpec, lat: truth.SubjectLatent, st: truth.SessionState) -> dict[str, Any]:
+def _truth_row(sub: str, spec: SessionSpec, lat: truth.SubjectLatent, st: truth.SessionState,
+               site: str) -> dict[str, Any]:
     paired = spec.mri or spec.mri_session is not None
     return {
         "participant_id": sub, "session_id": f"ses-{spec.session}", "months": spec.months,
-        "age": round(st.age, 1), "sex": lat.sex, "has_mri": spec.mri,
+        "age": round(st.age, 1), "sex": lat.sex, "site": site, "has_mri": spec.mri,
         "tracer": spec.tracer or "n/a",
         "mri_session": f"ses-{spec.mri_session or spec.session}" if paired else "n/a",
         "latent_load": round(st.load, 5), "centiloid": round(st.centiloid, 2),
@@ -178,7 +182,7 @@ def _write_mri(job: Job, src: Source, ses: str, spec: SessionSpec, pose: np.ndar
         if layouts.anat_name(job.layout, sub, ses, name, 1, 1) is None:
             continue  # this layout has no such contrast
         c = mri.CONTRASTS[name]
-        tpl = mri.template_image(c, classes, rng)
+        tpl = mri.template_image(c, classes, rng, job.site.gains(name))
         runs = spec.t1_runs if name == "T1w" else 1
         for run in range(1, runs + 1):
             if name == "T1w" and first_t1 and run == runs:
@@ -190,12 +194,12 @@ def _write_mri(job: Job, src: Source, ses: str, spec: SessionSpec, pose: np.ndar
                                  mri.COARSE_RUN_VOXEL if coarse else None)
             coords = deform.grid_coords(grid, pose, src.affine, disp)
             sigma = deform.prefilter_sigma(deform.sampling_matrix(grid, pose, src.affine))
-            data = mri.acquire(c, tpl, coords, sigma, grid, rng)
+            data = mri.acquire(c, tpl, coords, sigma, grid, rng, job.site.snr_factor, job.site.bias_shift)
             stem, has_json = layouts.anat_name(job.layout, sub, ses, name, run, runs,  # type: ignore[misc]
                                                spec.sess_typo and run == runs)
             run_ent = layouts.anat_run(job.layout, run, runs)
             rel = Path(sub) / ses / "anat" / f"{stem}.nii.gz"
-            meta = mri.sidecar(c, grid, coarse) if has_json else None
+            meta = mri.sidecar(c, grid, coarse, job.site.scanner) if has_json else None
             img = _save(deform.to_image(data, grid), job.root / rel, meta)
             images.append(bidsfiles.image_row(sub, ses, run_ent, name, rel, img, pose))
             if name == "T1w":

@@ -28,6 +28,20 @@ def stats_cohort(tmp_path_factory) -> CohortTruth:
                            n_jobs=2)
 
 
+@pytest.fixture(scope="session")
+def sites_null(tmp_path_factory) -> CohortTruth:
+    """`cohort` spread over 3 sites without any site effect (sites differ in name only)."""
+    return generate_cohort(tmp_path_factory.mktemp("synth") / "sites0", n_subjects=6, seed=0,
+                           resolution=2.0, n_jobs=2, sites=3)
+
+
+@pytest.fixture(scope="session")
+def sites_cohort(tmp_path_factory) -> CohortTruth:
+    """`sites_null` with a strong site effect: each site its own scanner profile."""
+    return generate_cohort(tmp_path_factory.mktemp("synth") / "sites2", n_subjects=6, seed=0,
+                           resolution=2.0, n_jobs=2, sites=3, site_effect=2.0)
+
+
 def _layout(tmp_path_factory, layout: str, name: str, **kw) -> CohortTruth:
     return generate_cohort(tmp_path_factory.mktemp("synth") / name, n_subjects=6, seed=0,
                            resolution=2.0, layout=layout, **kw)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from bids_amyloid.synth import anatomy, cli
@@ -31,6 +32,22 @@ def test_cli_layout(tmp_path, layout):
     assert cli.main([str(out), *FAST, "--layout", layout, "--overwrite"]) == 0
 
 
+@pytest.mark.parametrize("layout", ["default", "oasis3", "clinica-adni", "openneuro"])
+def test_cli_sites(tmp_path, layout):
+    """--sites/--site-effect/--site-prevalence-shift: recorded, a participants.tsv site column in
+    every layout, one scanner per site in the MRI sidecars (clinica-adni: its T1w has none)."""
+    out = tmp_path / layout
+    assert cli.main([str(out), *FAST, "--n-subjects", "2", "--layout", layout, "--sites", "2",
+                     "--site-effect", "1.5", "--site-prevalence-shift", "0.5"]) == 0
+    params = json.loads((out / "sourcedata/synth/truth.json").read_text())["parameters"]
+    assert (params["sites"], params["site_effect"], params["site_prevalence_shift"]) == (2, 1.5, 0.5)
+    parts = pd.read_csv(out / "participants.tsv", sep="\t")
+    assert list(parts.columns)[-1] == "site" and sorted(parts["site"]) == ["S1", "S2"]
+    assert set(json.loads((out / "participants.json").read_text())["site"]["Levels"]) == {"S1", "S2"}
+    makers = {json.loads(p.read_text())["Manufacturer"] for p in out.glob("sub-*/ses-*/anat/*.json")}
+    assert len(makers) == (0 if layout == "clinica-adni" else 2)
+
+
 def test_overwrite_never_deletes_foreign_folders(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
     assert cli.main([str(tmp_path), *FAST, "--overwrite"]) == 64
@@ -45,7 +62,9 @@ def test_unwritable_output_is_73(tmp_path):
 
 @pytest.mark.parametrize("args", [["--resolution", "0"], ["--contrasts", "T2w"],
                                   ["--n-subjects", "0"], ["--tracers", "FDG"], [],
-                                  ["--layout", "adni"], ["--tracers", "AV1451"]])
+                                  ["--layout", "adni"], ["--tracers", "AV1451"], ["--sites", "0"],
+                                  ["--sites", "7"], ["--site-effect", "-1"],
+                                  ["--site-prevalence-shift", "1"]])
 def test_usage_errors_are_64(tmp_path, args):
     argv = [str(tmp_path / "x"), *args] if args else []
     try:
