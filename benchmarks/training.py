@@ -11,7 +11,10 @@
    ``--bench-dir`` (default OUT_DIR/../bench-training) whose ``sub-*`` folders link to OUT_DIR's, and
    reports the pooled out-of-fold AUC with its bootstrap 95% CI for the teacher (PET + MRI) and
    the student (MRI only), next to the generator's oracle AUCs (``sourcedata/synth/truth.json``),
-   plus wall time and peak RSS.
+   the out-of-fold ECE before and after each fold's calibration (with CIs), the rule-out /
+   rule-in zones (share of sessions, NPV / PPV), plus wall time and peak RSS. The
+   'leave-site-out' run (a cohort generated with ``--sites``) holds out whole sites
+   (``--cv-group-column site``) for comparison with the subject-wise 'baseline'.
 
 2. Step times with and without the frozen-prefix cache (the TrainConfig.cache_frozen verdict)::
 
@@ -51,6 +54,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no-feature-kd": {"feature_kd": False},
     "no-logit-kd": {"logit_kd": False},
     "label-only": {"distill": False},
+    "leave-site-out": {"cv_group_column": "site"},  # its metrics per site come with it
 }
 """TrainConfig overrides of each ablation ('label-only' = student trained without a teacher)."""
 
@@ -92,7 +96,8 @@ def _run_one(name: str, args: dict[str, Any], queue) -> None:
     p0, p1, p2 = args["epochs"]
     train = TrainConfig(folds=args["folds"], phase0_epochs=p0, phase1_epochs=p1, phase2_epochs=p2,
                         bootstrap=args["bootstrap"], lr_scale=args["lr_scale"], monitor=args["monitor"],
-                        augment=args["augment"], **ABLATIONS[name])
+                        augment=args["augment"], calibration=args["calibration"], resume=args["resume"],
+                        subgroup_columns=tuple(args["subgroups"]), **ABLATIONS[name])
     config = Config(bids_dir=Path(args["bids"]), output_dir=out, analysis_level="group",
                     work_dir=Path(args["bench_dir"]) / f"{name}-work", skip_bids_validation=True,
                     contrasts=[args["contrast"]], device="cpu", seed=args["seed"],
@@ -116,12 +121,28 @@ def summarise_run(out: Path, bids: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for row in metrics[metrics.fold == "pooled"].itertuples():
         result[row.model] = {k: getattr(row, k) for k in ("auc", "auc_ci_low", "auc_ci_high", "sensitivity",
-                                                          "specificity", "f1", "balanced_accuracy", "n")}
+                                                          "specificity", "f1", "balanced_accuracy", "n", "ece",
+                                                          "ece_ci_low", "ece_ci_high", "auc_calibrated",
+                                                          "ece_calibrated", "ece_calibrated_ci_low",
+                                                          "ece_calibrated_ci_high", "brier", "brier_calibrated")}
         # Each fold's model has its own probability scale, so the pooled AUC mixes scales; the
         # per-fold AUCs say how well each model ranks its own held-out subjects.
         per_fold = metrics[(metrics.model == row.model) & metrics.fold.str.isdigit()].auc
         result[row.model].update(fold_auc_mean=round(float(per_fold.mean()), 4),
                                  fold_auc_sd=round(float(per_fold.std(ddof=1)), 4))
+    zones = pd.read_csv(out / "group" / "desc-zones_metrics.tsv", sep="\t", na_values=["n/a"],
+                        keep_default_na=False, dtype={"fold": str})
+    for row in zones[zones.fold == "pooled"].itertuples():
+        if row.model in result:
+            result[row.model].setdefault("zones", {})[row.zone] = {
+                k: getattr(row, k) for k in ("n", "fraction", "fraction_ci_low", "fraction_ci_high", "predictive_value",
+                                             "predictive_value_ci_low", "predictive_value_ci_high",
+                                             "share_of_positives", "share_of_negatives")}
+    subgroups = out / "group" / "desc-subgroup_metrics.tsv"
+    if subgroups.exists():
+        rows = pd.read_csv(subgroups, sep="\t", na_values=["n/a"], keep_default_na=False)
+        result["subgroups"] = rows[["model", "subgroup_column", "subgroup", "n", "auc", "auc_ci_low", "auc_ci_high",
+                                    "ece_calibrated"]].to_dict(orient="records")
     oof = pd.read_csv(out / "group" / "desc-oof_predictions.tsv", sep="\t", keep_default_na=False)
     result["cohort_oracle"] = _cohort_oracle(bids, oof)
     return result
@@ -212,7 +233,8 @@ def cross_validation(args: argparse.Namespace) -> dict[str, Any]:
               "epochs": [int(e) for e in args.epochs.split(",")], "backbone": args.backbone,
               "weights": args.weights, "input_slices": args.input_slices, "contrast": args.contrast,
               "seed": args.seed, "bootstrap": args.bootstrap, "threads": args.threads,
-              "lr_scale": args.lr_scale, "monitor": args.monitor, "augment": not args.no_augment}
+              "lr_scale": args.lr_scale, "monitor": args.monitor, "augment": not args.no_augment,
+              "calibration": args.calibration, "subgroups": args.subgroup_column, "resume": args.resume}
     context = multiprocessing.get_context("spawn")
     results = []
     for name in args.ablations.split(","):
@@ -239,6 +261,31 @@ def _fmt(m: dict[str, Any] | None) -> str:
     return f"{pooled}; folds {m['fold_auc_mean']:.3f} ± {m['fold_auc_sd']:.3f}" if "fold_auc_mean" in m else pooled
 
 
+def _ci(m: dict[str, Any], key: str) -> str:
+    return f"{m[key]:.3f} [{m[key + '_ci_low']:.3f}, {m[key + '_ci_high']:.3f}]"
+
+
+def _calibration_table(report: dict[str, Any]) -> str:
+    """ECE before / after calibration and the zones, out of fold, per run and model."""
+    lines = ["| run | model | ECE [95% CI] | ECE calibrated [95% CI] | Brier -> calibrated | rule-out: share "
+             "[CI]; NPV [CI]; positives missed | rule-in: share [CI]; PPV [CI] | intermediate share |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        for model in ("student", "teacher"):
+            m = r.get(model)
+            if not m or "ece_calibrated" not in m:
+                continue
+            z = m.get("zones", {})
+            out, inside, mid = z.get("rule-out"), z.get("rule-in"), z.get("intermediate")
+            zone_out = (f"{_ci(out, 'fraction')}; {_ci(out, 'predictive_value')}; {out['share_of_positives']:.3f}"
+                        if out else "-")
+            zone_in = f"{_ci(inside, 'fraction')}; {_ci(inside, 'predictive_value')}" if inside else "-"
+            zone_mid = f"{mid['fraction']:.3f}" if mid else "-"
+            lines.append(f"| {r['ablation']} | {model} | {_ci(m, 'ece')} | {_ci(m, 'ece_calibrated')} | "
+                         f"{m['brier']:.3f} -> {m['brier_calibrated']:.3f} | {zone_out} | {zone_in} | {zone_mid} |")
+    return "\n".join(lines)
+
+
 def _table(report: dict[str, Any]) -> str:
     lines = ["| ablation | teacher AUC: pooled [95% CI]; per fold mean ± SD | student AUC: same | "
              "MRI oracle on the student's sessions: pooled; per fold mean | wall (s) "
@@ -251,6 +298,7 @@ def _table(report: dict[str, Any]) -> str:
     if report["oracle"]:
         lines.append("")
         lines.append("population oracle AUCs (truth.json): " + json.dumps(report["oracle"]))
+    lines += ["", _calibration_table(report)]
     return "\n".join(lines)
 
 
@@ -397,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     cv.add_argument("--lr-scale", type=float, default=1.0, help="TrainConfig.lr_scale (random tiny backbone: 10)")
     cv.add_argument("--monitor", choices=("f1", "auc"), default="f1", help="TrainConfig.monitor")
     cv.add_argument("--no-augment", action="store_true", help="TrainConfig.augment = False")
+    cv.add_argument("--calibration", default="auto", help="TrainConfig.calibration")
+    cv.add_argument("--subgroup-column", nargs="*", default=[], help="TrainConfig.subgroup_columns (e.g. site)")
+    cv.add_argument("--resume", action="store_true", help="reuse the finished folds of an earlier run")
     cv.add_argument("--seed", type=int, default=1234)
     cv.add_argument("--bootstrap", type=int, default=1000)
     cv.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -58,7 +58,20 @@ def test_training_and_inference_knobs_reach_the_config(tmp_path):
     assert none.infer.saliency == ()
 
 
-@pytest.mark.parametrize("flags", [["--lr-scale", "0"], ["--input-slices", "0"], ["--input-slices", "41"]])
+def test_calibration_zone_and_subgroup_options(tmp_path):
+    argv = [str(tmp_path), str(tmp_path / "o"), "group", "--calibration", "isotonic", "--rule-out-sensitivity",
+            "0.95", "--rule-in-specificity", "0.8", "--subgroup-column", "site", "diagnosis", "--cv-group-column",
+            "site"]
+    t = config_from_args(build_parser().parse_args(argv)).train
+    assert (t.calibration, t.rule_out_sensitivity, t.rule_in_specificity) == ("isotonic", 0.95, 0.8)
+    assert t.subgroup_columns == ("site", "diagnosis") and t.cv_group_column == "site"
+    d = config_from_args(build_parser().parse_args(argv[:3])).train
+    assert (d.calibration, d.rule_out_sensitivity, d.rule_in_specificity) == ("auto", 0.9, 0.9)
+    assert d.subgroup_columns == () and d.cv_group_column is None
+
+
+@pytest.mark.parametrize("flags", [["--lr-scale", "0"], ["--input-slices", "0"], ["--input-slices", "41"],
+                                   ["--rule-out-sensitivity", "0"], ["--rule-in-specificity", "1.5"]])
 def test_bad_training_knobs_are_usage_errors(tmp_path, flags, capsys):
     assert main([str(tmp_path), str(tmp_path / "o"), "group", *flags]) == 64
     assert flags[0] in capsys.readouterr().err

@@ -12,8 +12,8 @@ OUTPUT_DIR/
   sub-<s>/figures/          QC figures, saliency PNGs
   sub-<s>/ses-<t>/anat/     MRI derivatives (of the MRI session), predictions + saliency (of the session)
   sub-<s>/ses-<t>/pet/      PET derivatives (of the PET session)
-  group/     desc-{oof,val}_predictions.tsv, desc-cv_metrics.tsv, sub-all_desc-amyloid_predictions.tsv,
-             group_report.html
+  group/     desc-{oof,val}_predictions.tsv, desc-{cv,zones,subgroup}_metrics.tsv,
+             sub-all_desc-amyloid_predictions.tsv, group_report.html
   models/    the bundle (one contrast) or models/<contrast>/ (several); splits.json
 ```
 """
@@ -110,6 +110,16 @@ class Derivatives:
     @property
     def cv_metrics(self) -> Path:
         return self.group_dir / "desc-cv_metrics.tsv"
+
+    @property
+    def zone_metrics(self) -> Path:
+        """Out-of-fold rule-out / intermediate / rule-in zones with NPV / PPV."""
+        return self.group_dir / "desc-zones_metrics.tsv"
+
+    @property
+    def subgroup_metrics(self) -> Path:
+        """Out-of-fold metrics per tracer and per ``--subgroup-column`` value."""
+        return self.group_dir / "desc-subgroup_metrics.tsv"
 
     @property
     def all_predictions(self) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bids_amyloid.config import LabelConfig
-from bids_amyloid.errors import DataError, InputIOError, MissingInputError
+from bids_amyloid.errors import DataError, InputIOError, MissingInputError, UsageError
 
 log = logging.getLogger("bids_amyloid.bids")
 
@@ -171,18 +171,24 @@ def _rows(path: Path, config: LabelConfig, subject: str | None, sep: str = "\t",
     return values, found, keys
 
 
-def read_labels(bids_dir: Path, config: LabelConfig) -> LabelTable:
-    """Collect labels from participants.tsv, phenotype/*.tsv, sessions.tsv and --labels-file (later wins)."""
-    bids_dir = Path(bids_dir)
+def _dataset_tables(bids_dir: Path) -> list[tuple[Path, str | None]]:
+    """The dataset's tables in the order they are read (later wins), each with its subject when
+    the table is a sessions.tsv (which has no participant_id)."""
     tables: list[tuple[Path, str | None]] = []
     if (bids_dir / "participants.tsv").exists():
         tables.append((bids_dir / "participants.tsv", None))
     tables += [(p, None) for p in sorted((bids_dir / "phenotype").glob("*.tsv"))]
     for path in sorted(bids_dir.glob("sub-*/sub-*_sessions.tsv")):
         tables.append((path, path.parent.name[len("sub-"):]))
+    return tables
+
+
+def read_labels(bids_dir: Path, config: LabelConfig) -> LabelTable:
+    """Collect labels from participants.tsv, phenotype/*.tsv, sessions.tsv and --labels-file (later wins)."""
+    bids_dir = Path(bids_dir)
     merged: dict = {}
     found: set[str] = set()
-    for path, subject in tables:
+    for path, subject in _dataset_tables(bids_dir):
         values, columns, _ = _rows(path, config, subject)
         merged.update(values)
         found |= columns
@@ -208,3 +214,51 @@ def report_unmatched(table: LabelTable, sessions: set[tuple[str, str | None]], p
                     len(unmatched), len(table.external_keys), named)
     elif table.external_keys:
         log.info("--labels-file %s: all %d row(s) match a session", path, len(table.external_keys))
+
+
+@dataclass
+class ColumnTable:
+    """Values of named columns (site, diagnosis, ...) keyed by (subject, session); session None =
+    a subject-wide value (participants.tsv). A session's own value wins over its subject's."""
+
+    values: dict[str, dict[tuple[str, str | None], str]]
+
+    def lookup(self, column: str, subject: str, session: str | None) -> str | None:
+        table = self.values.get(column, {})
+        return table.get((subject, session)) or table.get((subject, None))
+
+
+def read_columns(bids_dir: Path, columns: list[str] | tuple[str, ...], labels_file: Path | None = None) -> ColumnTable:
+    """The values of ``columns`` from the tables labels come from (same places, same order, later
+    wins; matched case-insensitively; n/a and empty are missing). A column that no table has is a
+    UsageError naming the tables read."""
+    bids_dir = Path(bids_dir)
+    tables = [(path, subject, "\t", False) for path, subject in _dataset_tables(bids_dir)]
+    if labels_file is not None and Path(labels_file).is_file():
+        tables.append((Path(labels_file), None, _separator(Path(labels_file)), True))
+    values: dict[str, dict[tuple[str, str | None], str]] = {c: {} for c in columns}
+    found: set[str] = set()
+    for path, subject, sep, external in tables:
+        frame = _read_table(path, sep)
+        sub_col = None if subject else _column(frame, *(SUBJECT_KEYS if external else ("participant_id",)))
+        ses_col = _column(frame, *(SESSION_KEYS if external else ("session_id",)))
+        wanted = {c: _column(frame, c) for c in columns}
+        wanted = {c: col for c, col in wanted.items() if col and col not in (sub_col, ses_col)}
+        if not wanted or (subject is None and sub_col is None):
+            continue
+        found |= set(wanted)
+        for _, row in frame.iterrows():
+            key = _keys(row, subject, sub_col, ses_col)
+            if not key[0]:
+                continue
+            for column, col in wanted.items():
+                text = str(row[col]).strip()
+                if text.lower() not in MISSING:
+                    values[column][key] = text
+    missing = [c for c in columns if c not in found]
+    if missing:
+        read = ", ".join(str(p.relative_to(bids_dir)) if p.is_relative_to(bids_dir) else str(p)
+                         for p, *_ in tables) or "no table"
+        raise UsageError(f"no column {missing} in the dataset's tables ({read}); name a column of participants.tsv, "
+                         "sub-*/sub-*_sessions.tsv, phenotype/*.tsv or --labels-file")
+    return ColumnTable(values)

@@ -111,6 +111,16 @@ class TrainConfig:
     """Seed of the cross-validation split (kept separate so splits match the paper's)."""
     threshold_rule: Literal["f1", "youden"] = "f1"
     """Decision threshold chosen on validation data: 'f1' or 'youden'."""
+    calibration: Literal["auto", "platt", "temperature", "isotonic", "none"] = "auto"
+    """Probability calibration of each fold's model on its validation part: 'auto' (isotonic from 1,000 validation sessions, else Platt), 'platt', 'temperature', 'isotonic' or 'none'."""
+    rule_out_sensitivity: float = 0.90
+    """Rule-out zone: below the threshold that keeps this sensitivity on validation data."""
+    rule_in_specificity: float = 0.90
+    """Rule-in zone: from the threshold that keeps this specificity on validation data."""
+    cv_group_column: str | None = field(default=None, metadata=cli("--cv-group-column", metavar="COLUMN"))
+    """Leave-group-out cross-validation: whole groups of this column (e.g. site; participants.tsv, sessions.tsv, phenotype/ or --labels-file) are held out together instead of subject-wise folds."""
+    subgroup_columns: tuple[str, ...] = field(default=(), metadata=cli("--subgroup-column", metavar="COLUMN"))
+    """Columns (same tables) whose values get their own out-of-fold metrics, besides the PET tracer."""
     negatives: Literal["random", "hard"] = "random"
     """Phase-1 negative choice among Centiloid-valid candidates: 'random' or 'hard'."""
     phase0: bool = True
@@ -184,6 +194,9 @@ class TrainConfig:
             raise UsageError("epochs must be >= 0 and patience >= 1")
         if self.phase2_epochs < 1:
             raise UsageError("the student needs at least one phase-2 epoch")
+        for name in ("rule_out_sensitivity", "rule_in_specificity"):
+            if not 0 < getattr(self, name) <= 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(self, name)}")
         if self.negative_min_delta < 0 or any(v < 0 for v in self.negative_fallbacks):
             raise UsageError("Centiloid differences for negatives must be >= 0")
 

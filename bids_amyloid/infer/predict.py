@@ -4,20 +4,25 @@ Called by ``workflows/participant.py``: :func:`check_model` once before any prep
 :func:`predict_session` per session after preprocessing, then
 :func:`bids_amyloid.infer.table.gather_predictions` at the end.
 
-Per session and contrast (requested with ``--contrast`` and supported by the bundle):
+Per session and contrast (requested with ``--contrast`` and supported by the bundle), each fold
+model has its own probability scale (on the training benchmark the pooled out-of-fold teacher
+AUC is 0.69 from raw probabilities and 0.96 once the folds share a scale), so the folds are put on
+one scale first (``models.calibration``):
 
-* each fold's probability is first ALIGNED at its own validation-chosen threshold: its logit
+* calibrated bundle (format 1.1, trained with calibration): each fold's probability goes through
+  its own calibrator (fitted on its validation part); ``probability`` = the mean of the calibrated
+  fold probabilities, ``threshold`` = the mean of the calibrated fold thresholds, and
+  ``rule_out_threshold`` / ``rule_in_threshold`` = the means of the folds' operating points
+  (chosen on their calibrated validation probabilities);
+* otherwise each fold's probability is ALIGNED at its own validation-chosen threshold: its logit
   minus the logit of its threshold, plus the logit of ``threshold`` = the mean of the folds'
-  thresholds. Each fold model has its own probability scale (on the training benchmark the
-  pooled out-of-fold teacher AUC is 0.69 from raw probabilities and 0.96 once aligned so), and
-  its threshold was chosen on that scale;
-* ``probability`` = sigmoid of the mean aligned logit; ``label`` = positive when
-  ``probability >= threshold``, i.e. when the folds' mean evidence is on the positive side of
-  their own thresholds. ``positive_folds`` counts the folds whose own probability reaches their
-  own threshold (the majority vote, for reference: it may disagree with ``label`` near the
-  threshold);
-* ``uncertainty`` = population standard deviation of the aligned fold probabilities;
-  ``fold_min`` / ``fold_max`` = their range.
+  thresholds; ``probability`` = sigmoid of the mean aligned logit. A bundle made before
+  calibration has no operating points: ``zone`` is 'n/a';
+* ``label`` = positive when ``probability >= threshold``; ``zone`` = rule-out / intermediate /
+  rule-in (``models.calibration.zone``). ``positive_folds`` counts the folds whose own
+  probability reaches their own threshold (the majority vote, for reference);
+* ``uncertainty`` = population standard deviation of the fold probabilities on the common
+  scale; ``fold_min`` / ``fold_max`` = their range.
 
 Outputs: ``sub-X/ses-Y/anat/sub-X_ses-Y_desc-amyloid_predictions.tsv`` (one row per contrast)
 with a JSON data dictionary and provenance (:mod:`bids_amyloid.infer.table`), saliency maps
@@ -45,41 +50,62 @@ from bids_amyloid.config import Config
 from bids_amyloid.errors import DataError, UsageError
 from bids_amyloid.infer.loading import LoadedModel
 from bids_amyloid.infer.table import Prediction, read_predictions, write_predictions
+from bids_amyloid.models.calibration import FoldDecision, logit, zone
 
 if TYPE_CHECKING:
     from bids_amyloid.models.bundle import Bundle
 
 log = logging.getLogger("bids_amyloid.infer")
 
-ENSEMBLE_RULE = ("fold probabilities aligned at their own validation thresholds (logit p - logit t_fold + logit t); "
-                 "probability = sigmoid(mean aligned logit); threshold t = mean of fold validation thresholds; "
-                 "positive when probability >= threshold; uncertainty = population SD of aligned fold probabilities")
+ENSEMBLE_RULES = {
+    "calibrated": "each fold's probability calibrated by its own calibrator (fitted on its validation part); "
+                  "probability = mean of the calibrated fold probabilities; threshold = mean of the calibrated fold "
+                  "thresholds; rule-out / rule-in thresholds = means of the folds' operating points; positive when "
+                  "probability >= threshold; uncertainty = population SD of the calibrated fold probabilities",
+    "aligned": "fold probabilities aligned at their own validation thresholds (logit p - logit t_fold + logit t); "
+               "probability = sigmoid(mean aligned logit); threshold t = mean of fold validation thresholds; "
+               "positive when probability >= threshold; uncertainty = population SD of aligned fold probabilities",
+}
 
 
-def ensemble_prediction(fold_probabilities: Sequence[float], thresholds: Sequence[float], *, subject: str,
+def ensemble_rule(decisions: Sequence[FoldDecision]) -> str:
+    """'calibrated' when every fold has a calibrator, else 'aligned'."""
+    return "calibrated" if decisions and all(d.calibrator is not None for d in decisions) else "aligned"
+
+
+def ensemble_prediction(fold_probabilities: Sequence[float], decisions: Sequence[FoldDecision | float], *, subject: str,
                         session: str | None, contrast: str, model_id: str, testing_only: bool,
                         mri_session: str | None = None) -> Prediction:
-    """Combine per-fold probabilities (the rule in the module docstring)."""
+    """Combine per-fold probabilities (the rules in the module docstring); a bare number for a
+    decision is a threshold alone (an uncalibrated fold)."""
+    decisions = [d if isinstance(d, FoldDecision) else FoldDecision(float(d)) for d in decisions]
     p = np.asarray(fold_probabilities, dtype=np.float64)
-    t = np.asarray(thresholds, dtype=np.float64)
+    t = np.asarray([d.threshold for d in decisions], dtype=np.float64)
     if p.size == 0 or p.shape != t.shape:
-        raise ValueError(f"need one probability per fold threshold, got {p.size} and {t.size}")
-    threshold = float(t.mean())
-    aligned = _logit(p) - _logit(t) + _logit(threshold)
-    probability = float(expit(aligned.mean()))
-    q = expit(aligned)  # each fold's probability on the common scale
+        raise ValueError(f"need one probability per fold decision, got {p.size} and {t.size}")
+    # per fold (rule-out, rule-in): on the calibrated scale, or the fold's own without a calibrator
+    operating = np.array([(d.rule_out, d.rule_in) for d in decisions], dtype=float)
+    rule = ensemble_rule(decisions)
+    if rule == "calibrated":
+        q = np.array([d.calibrate(pk) for d, pk in zip(decisions, p)])
+        probability = float(q.mean())
+        threshold = float(np.mean([d.calibrate(d.threshold) for d in decisions]))
+        common = operating.mean(axis=0)
+    else:
+        threshold = float(t.mean())
+        shift = logit(threshold) - logit(t)  # per fold: its own threshold onto the common one
+        q = expit(logit(p) + shift)
+        probability = float(expit((logit(p) + shift).mean()))
+        common = expit((logit(operating) + shift[:, None]).mean(axis=0))
+    rule_out, rule_in = (None, None) if np.isnan(operating).any() else (float(common[0]), float(common[1]))
     return Prediction(
         participant_id=f"sub-{subject}", session_id=f"ses-{session}" if session else None,
         mri_session_id=f"ses-{mri_session or session}" if (mri_session or session) else None, contrast=contrast,
         probability=probability, label="positive" if probability >= threshold else "negative",
-        threshold=threshold, uncertainty=float(q.std()), fold_min=float(q.min()), fold_max=float(q.max()),
-        positive_folds=int((p >= t).sum()), n_folds=int(p.size), model_id=model_id, testing_only=testing_only)
-
-
-def _logit(x: Any) -> np.ndarray:
-    """logit, with probabilities kept 1e-6 away from 0 and 1 (a saturated fold stays finite)."""
-    x = np.clip(np.asarray(x, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(x) - np.log1p(-x)
+        zone=zone(probability, rule_out, rule_in), threshold=threshold, rule_out_threshold=rule_out,
+        rule_in_threshold=rule_in, uncertainty=float(q.std()), fold_min=float(q.min()), fold_max=float(q.max()),
+        positive_folds=int((p >= t).sum()), n_folds=int(p.size), calibrated=rule == "calibrated",
+        model_id=model_id, testing_only=testing_only)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,7 +168,9 @@ def _model_info(model: LoadedModel, config: Config) -> dict[str, Any]:
     return {"ModelId": bundle.model_id, "ModelPath": str(bundle.path), "Backbone": bundle.backbone_kind,
             "TestingOnly": bundle.testing_only, "Folds": len(model.students), "FoldThresholds": bundle.thresholds,
             "BundleVersion": bundle.version, "TrainedWith": bundle.bids_amyloid_version,
-            "EnsembleRule": ENSEMBLE_RULE, "Device": str(model.device),
+            "EnsembleRule": ENSEMBLE_RULES[ensemble_rule(bundle.decisions)], "Device": str(model.device),
+            "Calibration": [d.calibrator.to_json() if d.calibrator else None for d in bundle.decisions],
+            "OperatingPoints": bundle.metadata.get("calibration") or "unavailable: the bundle predates calibration",
             "Precision": model.precision, "PrecisionChoice": model.precision_choice,
             "SaliencyGradient": config.infer.saliency_gradient}
 
@@ -218,19 +246,20 @@ def _predict_contrast(session: Session, paths: SessionDerivatives, contrast: str
     result = run_ensemble(model.students, x, methods=methods, bf16=model.precision == "bf16",
                           gradient_of=config.infer.saliency_gradient)
     del x
-    prediction = ensemble_prediction(result.probabilities, bundle.thresholds, subject=session.subject,
+    prediction = ensemble_prediction(result.probabilities, bundle.decisions, subject=session.subject,
                                      session=session.session, contrast=contrast, model_id=bundle.model_id,
                                      testing_only=bundle.testing_only, mri_session=session.mri_session)
     x_index = [int(sidecar["TemplateXIndex"][i]) for i in chosen]
-    extra = {"Model": info, "Prediction": {"Probability": prediction.probability, "Label": prediction.label},
+    extra = {"Model": info, "Prediction": {"Probability": prediction.probability, "Label": prediction.label,
+                                           "Zone": prediction.zone},
              "SliceWeights": np.round(result.slice_weights.mean(axis=0), 6).tolist(),
              **provenance(config.to_dict(), [source], {source: checksum})}
     extra.pop("Sources")
     if methods:
         write_saliency(session=paths, contrast=contrast, maps=result.maps, x_index=x_index, slice_sidecar=sidecar,
                        native=native, sources=[source], extra=extra)
-    log.info("%s %s: p=%.3f (%s, threshold %.3f, fold SD %.3f) in %.1f s", session.key, contrast,
-             prediction.probability, prediction.label, prediction.threshold, prediction.uncertainty,
+    log.info("%s %s: p=%.3f (%s, threshold %.3f, zone %s, fold SD %.3f) in %.1f s", session.key, contrast,
+             prediction.probability, prediction.label, prediction.threshold, prediction.zone, prediction.uncertainty,
              time.perf_counter() - start)
     if model.device.type == "cuda":
         torch.cuda.empty_cache()

@@ -4,7 +4,8 @@ Layout (``<group output>/models/`` or any folder)::
 
     manifest.json                 format + version, sha256 of every other file (written last)
     bundle.json                   backbone (kind, tensor digest, embedded file), layouts, folds
-                                  (fold id, threshold, student file, teacher file)
+                                  (fold id, threshold, student file, teacher file; from 1.1
+                                  calibrator and rule-out / rule-in thresholds), calibration
     config.json                   the run's full configuration (the model section rebuilds nets)
     splits.json metrics.json training_summary.json
     fold-00_student.safetensors   per fold: TRAINABLE tensors only (LoRA, projection,
@@ -38,12 +39,13 @@ from torch import Tensor
 from bids_amyloid.bids.io import sha256_file
 from bids_amyloid.config import CONTRASTS, Config, ModelConfig, config_from_dict
 from bids_amyloid.errors import DataError, MissingInputError
+from bids_amyloid.models.calibration import FoldDecision
 from bids_amyloid.models.networks import AmyloidNet, build_network, is_base_key
 from bids_amyloid.models.tensorfiles import load_safetensors, tensor_digest, verify_manifest
 from bids_amyloid.models.weights import WEIGHTS_FILE, read_weights_config, resolve_weights_dir
 
 BUNDLE_FORMAT = "bids_amyloid-model-bundle"
-BUNDLE_FORMAT_VERSION = "1.0"
+BUNDLE_FORMAT_VERSION = "1.1"
 """major.minor: a different major version is refused; a newer minor only adds fields."""
 MANIFEST = "manifest.json"
 BACKBONE_FILE = "backbone.safetensors"
@@ -80,6 +82,11 @@ class Bundle:
     @property
     def thresholds(self) -> list[float]:
         return [float(f["threshold"]) for f in self.folds]
+
+    @property
+    def decisions(self) -> list[FoldDecision]:
+        """Each fold's threshold, calibrator and operating points (format 1.0: threshold only)."""
+        return [FoldDecision.from_json(f) for f in self.folds]
 
     @property
     def teachers(self) -> list[str | None]:

@@ -21,6 +21,7 @@ from torch import Tensor
 from bids_amyloid.bids.io import TMP_PREFIX, sha256_file
 from bids_amyloid.errors import OutputError
 from bids_amyloid.models.backbone import BACKBONES
+from bids_amyloid.models.calibration import FoldDecision
 from bids_amyloid.models.bundle import (
     BACKBONE_FILE,
     BUNDLE_FORMAT,
@@ -64,6 +65,8 @@ def _model_card(meta: dict[str, Any], config: dict[str, Any], metrics: Any, summ
         f"- student layout: {meta['student_layout']}; folds: {len(meta['folds'])}",
         "- decision thresholds (chosen on validation data): "
         + ", ".join(f"{f['threshold']:.4g}" for f in meta["folds"]),
+        f"- calibration (fitted on each fold's validation part): {_calibration_line(meta)}",
+        f"- operating zones: {_zones_line(meta)}",
         f"- contrasts: {', '.join(config.get('contrasts', []) or ['?'])}",
         "",
         "## Intended use",
@@ -78,8 +81,9 @@ def _model_card(meta: dict[str, Any], config: dict[str, Any], metrics: Any, summ
         "- Valid only for data preprocessed by the same bids_amyloid version and settings, and for",
         "  populations, scanners and contrasts like the training data below (domain shift lowers",
         "  accuracy in ways this bundle cannot detect).",
-        "- Thresholds were chosen on validation folds; the prevalence of the training data",
-        "  affects PPV/NPV elsewhere.",
+        "- Thresholds, calibrators and operating points were chosen on validation folds; the",
+        "  prevalence of the training data affects calibration, PPV and NPV elsewhere: check them",
+        "  on local data before relying on the rule-out / rule-in zones.",
         "",
         "## Training data",
         "```json",
@@ -99,7 +103,7 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
                 teachers: Sequence[Mapping[str, Tensor]] | None = None, thresholds: Sequence[float],
                 splits: Any = None, metrics: Any = None, training_summary: Any = None,
                 fold_ids: Sequence[int] | None = None, backbone_state: Mapping[str, Tensor] | None = None,
-                embed_backbone: bool | None = None) -> Bundle:
+                embed_backbone: bool | None = None, decisions: Sequence[FoldDecision] | None = None) -> Bundle:
     """Write a bundle atomically and return it (as :func:`load_bundle` would).
 
     ``config``: a ``Config`` or its ``to_dict()``. ``students``/``teachers``: AmyloidNet state
@@ -107,6 +111,7 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
     as its digest); when no state dict holds it, pass ``backbone_state`` (base tensors keyed as
     in vision.safetensors, e.g. ``net.base_state_dict()``). ``embed_backbone`` None = only for
     'tiny'. ``thresholds``: per fold, on the probability (sigmoid of the logit) scale.
+    ``decisions``: per fold, the calibrator and operating points (with the same thresholds).
     """
     from bids_amyloid import __version__
 
@@ -116,12 +121,13 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
     if kind not in BACKBONES:
         raise ValueError(f"unknown backbone {kind!r} in config")
     n = len(students)
-    if n == 0 or len(thresholds) != n or (teachers is not None and len(teachers) != n):
-        raise ValueError(f"need one student, threshold (and teacher) per fold: got {n} students, "
-                         f"{len(thresholds)} thresholds, {None if teachers is None else len(teachers)} teachers")
+    if n == 0 or len(thresholds) != n or (teachers is not None and len(teachers) != n) or (
+            decisions is not None and [d.threshold for d in decisions] != [float(t) for t in thresholds]):
+        raise ValueError(f"need one student, threshold (and teacher, decision with that threshold) per fold: got "
+                         f"{n} students, {len(thresholds)} thresholds, {None if teachers is None else len(teachers)} "
+                         f"teachers, {None if decisions is None else len(decisions)} decisions")
     fold_ids = list(range(n)) if fold_ids is None else [int(f) for f in fold_ids]
     embed = (kind == "tiny") if embed_backbone is None else bool(embed_backbone)
-
     parts, digest, base_to_store = _shared_backbone(list(students) + list(teachers or []), backbone_state)
     dest_dir = Path(dest_dir)
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +135,7 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
     try:
         from safetensors.torch import save_file
 
-        folds = _write_folds(tmp, fold_ids, thresholds, parts, with_teachers=teachers is not None)
+        folds = _write_folds(tmp, fold_ids, thresholds, parts, with_teachers=teachers is not None, decisions=decisions)
         if embed:
             save_file(_float32(base_to_store), str(tmp / BACKBONE_FILE))
         meta = {
@@ -143,6 +149,7 @@ def save_bundle(dest_dir: Path, *, config: Any, students: Sequence[Mapping[str, 
             "student_layout": model.get("student", "paper"),
             "teacher_layout": "paper",
             "threshold_scale": "probability",
+            "calibration": _calibration_meta(config_dict) if decisions is not None else None,
             "folds": folds,
         }
         dump = lambda obj: json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"  # noqa: E731
@@ -189,20 +196,49 @@ def _shared_backbone(states: Sequence[Mapping[str, Tensor]], backbone_state: Map
 
 
 def _write_folds(folder: Path, fold_ids: Sequence[int], thresholds: Sequence[float],
-                 parts: Sequence[Mapping[str, Tensor]], with_teachers: bool) -> list[dict[str, Any]]:
-    """Students (then teachers) of ``parts`` as fold-NN_<role>.safetensors; their bundle.json entries."""
+                 parts: Sequence[Mapping[str, Tensor]], with_teachers: bool,
+                 decisions: Sequence[FoldDecision] | None = None) -> list[dict[str, Any]]:
+    """Students (then teachers) of ``parts`` as fold-NN_<role>.safetensors; their bundle.json entries
+    (with each fold's calibrator and operating points when ``decisions`` are given)."""
     from safetensors.torch import save_file
 
     n, folds = len(fold_ids), []
     for i, fold in enumerate(fold_ids):
         entry = {"fold": fold, "threshold": float(thresholds[i]),
-                 "student": f"fold-{fold:02d}_student.safetensors", "teacher": None}
+                 "student": f"fold-{fold:02d}_student.safetensors", "teacher": None,
+                 **(decisions[i].to_json() if decisions else {})}
         save_file(parts[i], str(folder / entry["student"]))
         if with_teachers:
             entry["teacher"] = f"fold-{fold:02d}_teacher.safetensors"
             save_file(parts[n + i], str(folder / entry["teacher"]))
         folds.append(entry)
     return folds
+
+
+def _calibration_meta(config: dict[str, Any]) -> dict[str, Any]:
+    train = config.get("train", {})
+    return {"method": train.get("calibration"), "fitted_on": "each fold's validation part",
+            "rule_out_sensitivity": train.get("rule_out_sensitivity"),
+            "rule_in_specificity": train.get("rule_in_specificity"),
+            "zone_scale": "calibrated probability (the model's own without a calibrator)"}
+
+
+def _calibration_line(meta: dict[str, Any]) -> str:
+    methods = [(f.get("calibrator") or {}).get("method", "none") for f in meta["folds"]]
+    return ", ".join(methods) if meta.get("calibration") else "none (bundle without calibration)"
+
+
+def _zones_line(meta: dict[str, Any]) -> str:
+    calibration = meta.get("calibration")
+    if not calibration:
+        return "unavailable"
+    pairs = ", ".join(f"[{_num(f.get('rule_out_threshold'))}, {_num(f.get('rule_in_threshold'))})" for f in meta["folds"])
+    return (f"rule-out below / rule-in from the thresholds kept at sensitivity {calibration['rule_out_sensitivity']} / "
+            f"specificity {calibration['rule_in_specificity']} on validation data, per fold: {pairs}")
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _weights_source(kind: str, weights: Any, digest: str) -> dict[str, Any] | None:

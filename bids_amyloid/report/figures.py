@@ -116,7 +116,8 @@ def roc_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], *, n
     return data_uri(fig)
 
 
-def calibration_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], bins: int = 10) -> str:
+def calibration_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], bins: int = 10,
+                       title: str = "Calibration (out of fold)") -> str:
     """Reliability diagram: observed positive fraction per equal-width probability bin."""
     plt = _plt()
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.6, 5.0), height_ratios=(3, 1), sharex=True)
@@ -134,7 +135,7 @@ def calibration_figure(curves: Mapping[str, tuple[Sequence[int], Sequence[float]
         ax.plot(centres, observed, marker="o", ms=4, color=color, lw=1.5, label=name)
         hist.bar(edges[:-1] + (i + 0.5) / (len(curves) + 1) / bins, counts, width=1 / bins / (len(curves) + 1),
                  color=color, align="center")
-    ax.set(ylabel="observed positive fraction", xlim=(0, 1), ylim=(0, 1), title="Calibration (out of fold)")
+    ax.set(ylabel="observed positive fraction", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     hist.set(xlabel="predicted probability", ylabel="sessions")
     return data_uri(fig)
@@ -157,6 +158,14 @@ def confusion_figure(y: Sequence[int], predicted: Sequence[int], title: str) -> 
     return data_uri(fig)
 
 
+def _finite(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
 def prediction_strip(rows: Sequence[Mapping[str, object]]) -> str:
     """Probability (dot), fold range (bar) and threshold (tick) per session and contrast."""
     plt = _plt()
@@ -165,12 +174,16 @@ def prediction_strip(rows: Sequence[Mapping[str, object]]) -> str:
         y = len(rows) - 1 - i
         p, lo, hi, t = (float(row[k]) for k in ("probability", "fold_min", "fold_max", "threshold"))
         color = PALETTE[1] if row["label"] == "positive" else PALETTE[0]
+        out, inside = (_finite(row.get(k)) for k in ("rule_out_threshold", "rule_in_threshold"))
+        if out is not None and inside is not None:  # the zones behind the row: rule-out left, rule-in right
+            ax.fill_between([0, min(out, inside)], y - 0.4, y + 0.4, color=PALETTE[0], alpha=0.1, lw=0)
+            ax.fill_between([inside, 1], y - 0.4, y + 0.4, color=PALETTE[1], alpha=0.1, lw=0)
         ax.plot([lo, hi], [y, y], color=color, lw=4, alpha=0.35, solid_capstyle="round")
         ax.plot([t, t], [y - 0.3, y + 0.3], color="0.25", lw=1.2)
         ax.plot([p], [y], "o", color=color, ms=7)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r['session_id']} {r['contrast']}" for r in reversed(rows)])
     ax.set(xlim=(0, 1), ylim=(-0.7, len(rows) - 0.3), xlabel="probability of amyloid positivity "
-           "(dot: ensemble, bar: fold range, tick: threshold)")
+           "(dot: ensemble, bar: fold range, tick: threshold; shaded: rule-out / rule-in zones)")
     ax.grid(axis="x", color="0.9")
     return data_uri(fig)

@@ -1,6 +1,7 @@
 """Group report ``OUT/group/group_report.html`` after the group level: out-of-fold ROC with
-bootstrap bands per contrast, calibration, confusion matrices at the validation thresholds, the
-metrics table and, when present, an ablation table.
+bootstrap bands per contrast, calibration before and after each fold's calibrator, confusion
+matrices at the validation thresholds, the rule-out / rule-in zones, the metrics table, the
+subgroup metrics and, when present, an ablation table.
 
 It reads what ``workflows/group.py`` writes (and tolerates what is missing, saying so):
 
@@ -8,6 +9,7 @@ It reads what ``workflows/group.py`` writes (and tolerates what is missing, sayi
   ``label``, ``probability``, ``threshold``, ``prediction``; ``part`` == 'test' rows are used);
 * ``group/desc-cv_metrics.tsv``: metrics per contrast, model and fold (``fold`` 'pooled' =
   all out-of-fold predictions);
+* ``group/desc-zones_metrics.tsv`` and ``group/desc-subgroup_metrics.tsv``: zones and subgroups;
 * ``group/*ablation*.tsv``: any ablation comparison table, shown as it is;
 * ``models/[<contrast>/]bundle.json`` + ``training_summary.json``: bundle ids, testing-only flag,
   the ablation settings of this run; ``logs/group_config.json``: the configuration.
@@ -32,10 +34,21 @@ from bids_amyloid.report import html as H
 log = logging.getLogger("bids_amyloid.report")
 
 METRIC_SHOWN = ["contrast", "model", "n", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "sensitivity",
-                "specificity", "ppv", "npv", "f1", "balanced_accuracy", "ece", "brier"]
+                "specificity", "ppv", "npv", "f1", "balanced_accuracy", "ece", "ece_calibrated", "brier",
+                "brier_calibrated"]
 METRIC_HEADERS = {"n_positive": "positive", "auc_ci_low": "AUC CI low", "auc_ci_high": "AUC CI high",
                   "balanced_accuracy": "bal. acc.", "auc": "AUC", "ppv": "PPV", "npv": "NPV", "f1": "F1",
-                  "ece": "ECE", "brier": "Brier", "auc_fold_sd": "AUC SD (folds)"}
+                  "ece": "ECE", "brier": "Brier", "auc_fold_sd": "AUC SD (folds)",
+                  "ece_calibrated": "ECE calibrated", "brier_calibrated": "Brier calibrated"}
+ZONE_SHOWN = ["contrast", "model", "zone", "n", "fraction", "fraction_ci_low", "fraction_ci_high",
+              "predictive_value", "predictive_value_ci_low", "predictive_value_ci_high", "share_of_positives",
+              "share_of_negatives"]
+ZONE_HEADERS = {"fraction": "share of sessions", "fraction_ci_low": "CI low", "fraction_ci_high": "CI high",
+                "predictive_value": "NPV / PPV", "predictive_value_ci_low": "CI low",
+                "predictive_value_ci_high": "CI high", "share_of_positives": "of all positives",
+                "share_of_negatives": "of all negatives"}
+SUBGROUP_SHOWN = ["contrast", "model", "subgroup_column", "subgroup", "n", "n_positive", "auc", "auc_ci_low",
+                  "auc_ci_high", "sensitivity", "specificity", "ece_calibrated"]
 
 
 def _read_tsv(path: Path) -> list[dict[str, str]]:
@@ -60,7 +73,7 @@ def _number(value: str | None) -> float | None:
 
 def oof_curves(rows: list[dict[str, str]]) -> dict[str, dict[str, list]]:
     """'<contrast> <model>' -> {'y', 'p', 'pred'} from the held-out rows (n/a values dropped)."""
-    curves: dict[str, dict[str, list]] = defaultdict(lambda: {"y": [], "p": [], "pred": []})
+    curves: dict[str, dict[str, list]] = defaultdict(lambda: {"y": [], "p": [], "pred": [], "q": []})
     for row in rows:
         if row.get("part", "test") != "test":
             continue
@@ -75,6 +88,7 @@ def oof_curves(rows: list[dict[str, str]]) -> dict[str, dict[str, list]]:
         curves[key]["y"].append(int(y))
         curves[key]["p"].append(p)
         curves[key]["pred"].append(None if pred is None else int(pred))
+        curves[key]["q"].append(_number(row.get("calibrated_probability")))
     # students first, then teachers
     return dict(sorted(curves.items(), key=lambda kv: (not kv[0].endswith("student"), kv[0])))
 
@@ -118,8 +132,14 @@ def _evaluation(layout: Derivatives, config: Config) -> tuple[list[str], list[tu
         parts.append(H.figure(figures.roc_figure(usable, seed=config.seed, n_boot=config.train.bootstrap,
                                                  auc_ci=_auc_ci(layout)), "ROC of the out-of-fold predictions per "
                               "contrast and model, with 95 % bootstrap bands and AUC [95 % CI]."))
-        parts.append(H.figure(figures.calibration_figure(usable), "Calibration: observed fraction of amyloid-positive "
+        parts.append(H.figure(figures.calibration_figure(usable, title="Before calibration (out of fold)"),
+                              "Calibration of the models' own probabilities: observed fraction of amyloid-positive "
                               "sessions per predicted-probability bin (10 equal-width bins); below, sessions per bin."))
+        calibrated = {k: (curves[k]["y"], curves[k]["q"]) for k in usable if None not in curves[k]["q"]}
+        if calibrated:
+            parts.append(H.figure(figures.calibration_figure(calibrated, title="After calibration (out of fold)"),
+                                  "The same sessions after calibration: each fold's calibrator was fitted on its own "
+                                  "validation part and applied to its held-out fold."))
         parts.append("</div>")
     else:
         parts.append(H.note("Both classes are needed for ROC and calibration; the held-out predictions have one."))
@@ -152,6 +172,11 @@ def _metrics(layout: Derivatives) -> tuple[list[str], list[tuple[str, str]]]:
                      + "</details>")
     body = [H.section("Metrics", "\n".join(parts), "metrics")]
     nav = [("Metrics", "metrics")]
+    for title, short, anchor, block in (("Rule-out / rule-in zones", "Zones", "zones", _zones(layout)),
+                                        ("Subgroups", "Subgroups", "subgroups", _subgroup_block(layout))):
+        if block:
+            body.append(H.section(title, block, anchor))
+            nav.append((short, anchor))
     ablations = layout.ablation_tables()
     if ablations:
         ab_parts = []
@@ -164,6 +189,38 @@ def _metrics(layout: Derivatives) -> tuple[list[str], list[tuple[str, str]]]:
         body.append(H.section("Ablations", "\n".join(ab_parts), "ablations"))
         nav.append(("Ablations", "ablations"))
     return body, nav
+
+
+def _zones(layout: Derivatives) -> str:
+    """The pooled out-of-fold zones table and what it means ('' when the table is absent)."""
+    if not layout.zone_metrics.is_file():
+        return ""
+    rows = _read_tsv(layout.zone_metrics)
+    pooled = [r for r in rows if r.get("fold") == "pooled"]
+    numeric = [c for c in ZONE_SHOWN if c not in ("contrast", "model", "zone")]
+    parts = [H.note("Each fold chose, on its validation part only, a rule-out threshold that keeps the target "
+                    "sensitivity and a rule-in threshold that keeps the target specificity (on calibrated "
+                    "probabilities). Out of fold: the share of sessions in each zone with its 95 % bootstrap CI, the "
+                    "NPV of the rule-out zone and the PPV of the rule-in zone. Sessions outside the intermediate zone "
+                    "are the PET scans a pre-screen would save; 'of all positives' in the rule-out row is the share "
+                    "of amyloid-positive sessions it would miss."),
+             H.table(pooled, ZONE_SHOWN, ZONE_HEADERS, numeric)]
+    folds = [r for r in rows if r.get("fold") != "pooled"]
+    if folds:
+        parts.append("<details><summary>Per fold</summary>" + H.table(folds, ["fold"] + ZONE_SHOWN, ZONE_HEADERS,
+                                                                       numeric) + "</details>")
+    return "\n".join(parts)
+
+
+def _subgroup_block(layout: Derivatives) -> str:
+    if not layout.subgroup_metrics.is_file():
+        return ""
+    rows = _read_tsv(layout.subgroup_metrics)
+    numeric = [c for c in SUBGROUP_SHOWN if c not in ("contrast", "model", "subgroup_column", "subgroup")]
+    return "\n".join([H.note("Pooled out-of-fold metrics per PET tracer and per --subgroup-column value, with "
+                              "bootstrap 95 % CIs of the AUC. Small subgroups have wide intervals."),
+                       H.table(rows, SUBGROUP_SHOWN, {**METRIC_HEADERS, "subgroup_column": "column",
+                                                      "ece_calibrated": "ECE calibrated"}, numeric)])
 
 
 def write_group_report(config: Config) -> Path:

@@ -121,12 +121,26 @@ def _saliency_block(files: dict[str, list[Path]], out_dir: Path) -> str:
     return "<h3>Where the model looked</h3>\n" + "\n".join(parts)
 
 
-PRED_COLUMNS = ["session_id", "contrast", "probability", "label", "threshold", "uncertainty", "fold_min",
-                "fold_max", "positive_folds", "n_folds", "mri_session_id"]
+PRED_COLUMNS = ["session_id", "contrast", "probability", "label", "zone", "threshold", "rule_out_threshold",
+                "rule_in_threshold", "uncertainty", "fold_min", "fold_max", "positive_folds", "n_folds",
+                "mri_session_id"]
 PRED_HEADERS = {"session_id": "session", "probability": "probability", "uncertainty": "fold SD",
                 "fold_min": "fold min", "fold_max": "fold max", "positive_folds": "folds positive",
-                "n_folds": "folds", "mri_session_id": "MRI from"}
-NUMERIC = ("probability", "threshold", "uncertainty", "fold_min", "fold_max", "positive_folds", "n_folds")
+                "n_folds": "folds", "mri_session_id": "MRI from", "rule_out_threshold": "rule-out below",
+                "rule_in_threshold": "rule-in from"}
+NUMERIC = ("probability", "threshold", "rule_out_threshold", "rule_in_threshold", "uncertainty", "fold_min",
+           "fold_max", "positive_folds", "n_folds")
+ZONE_MEANING = {
+    "rule-out": "rule-out: the probability is below the rule-out threshold. On the training data's held-out folds "
+                "few sessions in this zone were amyloid positive (see the model's NPV in the group report); a "
+                "pre-screen would not send this session to amyloid PET.",
+    "intermediate": "intermediate: between the rule-out and rule-in thresholds. The MRI does not settle it; this is "
+                    "the group a pre-screen refers to amyloid PET or a blood test.",
+    "rule-in": "rule-in: from the rule-in threshold on. Most sessions in this zone were amyloid positive on the "
+               "held-out folds (the model's PPV); confirm with PET or a blood test before acting.",
+    "n/a": "n/a: the model has no operating points (a bundle made before calibration, or a fold without both "
+           "classes in its validation part); only the probability and label are available.",
+}
 
 
 def _session_block(files: dict[str, list[Path]], out_dir: Path) -> str:
@@ -163,6 +177,16 @@ def _provenance_parts(provenance: dict) -> list[str]:
     return prov
 
 
+def _zone_notes(predictions: list[dict[str, Any]]) -> str:
+    """What each zone shown means (research use: the zones are operating points, not a diagnosis)."""
+    shown = sorted({str(r.get("zone") or "n/a") for r in predictions}, key=lambda z: list(ZONE_MEANING).index(z)
+                   if z in ZONE_MEANING else len(ZONE_MEANING))
+    lines = [H.esc(ZONE_MEANING.get(z, z)) for z in shown]
+    return ('<h3>Zones</h3><ul class="note">' + "".join(f"<li>{line}</li>" for line in lines) + "</ul>"
+            + H.note("Zones and their thresholds were chosen on validation data at training time; NPV and PPV depend "
+                     "on the prevalence of amyloid positivity, so they hold for populations like the training data."))
+
+
 def write_participant_report(subject: str, config: Config) -> Path:
     """Write ``OUT/sub-<subject>.html`` from what the output folder holds for this subject."""
     subject = re.sub(r"^sub-", "", subject)
@@ -183,10 +207,11 @@ def write_participant_report(subject: str, config: Config) -> Path:
         summary = [H.table(predictions, PRED_COLUMNS, PRED_HEADERS, NUMERIC),
                    H.figure(figures.prediction_strip(predictions), "Ensemble probability (dot), range over the "
                             "fold models (bar) and decision threshold (tick) per session and contrast."),
-                   H.note("probability: the fold students' probabilities, each aligned at its own fold's "
-                          "validation-chosen threshold, averaged on the logit scale; label: positive when the "
-                          "probability reaches the threshold (mean of the folds' thresholds); fold SD / min / max: "
-                          "disagreement between the aligned fold models.")]
+                   H.note("probability: the fold students' probabilities, each calibrated on its own fold's validation "
+                          "part and averaged (a bundle without calibration: aligned at each fold's threshold and "
+                          "averaged on the logit scale); label: positive when the probability reaches the threshold; "
+                          "fold SD / min / max: disagreement between the fold models."),
+                   _zone_notes(predictions)]
         body.append(H.section("Amyloid-beta prediction from MRI", "\n".join(summary), "predictions"))
     else:
         body.append(H.section("Amyloid-beta prediction from MRI",

@@ -1,19 +1,23 @@
 """Classification metrics at a fixed decision threshold, and thresholds chosen on validation data.
 
-scikit-learn does the ROC/PR arithmetic; this module adds the bootstrap CI of the AUC (seeded),
-the threshold rules and the calibration measures (ECE, Brier). A prediction is positive when
-``probability >= threshold``.
+scikit-learn does the ROC/PR arithmetic; this module adds seeded percentile-bootstrap CIs, the
+threshold rules (F1 / Youden, and the rule-out / rule-in operating points for a target
+sensitivity / specificity) and the calibration measures (ECE, Brier). A prediction is positive
+when ``probability >= threshold``. The tables built from these: ``train.evaluation``.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
 METRIC_COLUMNS = ("n", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "threshold", "sensitivity",
-                  "specificity", "ppv", "npv", "f1", "balanced_accuracy", "accuracy", "ece", "brier")
+                  "specificity", "ppv", "npv", "f1", "balanced_accuracy", "accuracy", "ece", "ece_ci_low",
+                  "ece_ci_high", "brier", "auc_calibrated", "ece_calibrated", "ece_calibrated_ci_low",
+                  "ece_calibrated_ci_high", "brier_calibrated")
 
 
 def _arrays(y: Sequence[int], p: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -29,23 +33,36 @@ def safe_auc(y: Sequence[int], p: Sequence[float]) -> float:
     return float(roc_auc_score(y_arr, p_arr)) if len(np.unique(y_arr)) == 2 else math.nan
 
 
+def bootstrap_ci(statistic: Callable[[np.ndarray], Any], n: int, *, n_boot: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap CI of ``statistic(indices)`` (a number or a vector) over ``n`` resampled
+    sessions; resamples where it is NaN (e.g. one class only) are skipped; all NaN -> NaN."""
+    if n_boot < 1 or n < 1:
+        nan = np.full(np.atleast_1d(statistic(np.arange(n))).size if n else 1, np.nan)
+        return nan, nan.copy()
+    rng = np.random.default_rng(seed)
+    values = np.array([np.atleast_1d(np.asarray(statistic(rng.integers(0, n, n)), dtype=float))
+                       for _ in range(n_boot)])
+    tail = (1 - level) / 2 * 100
+    low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
+    ok = np.isfinite(values).any(axis=0)
+    if ok.any():
+        low[ok], high[ok] = np.nanpercentile(values[:, ok], [tail, 100 - tail], axis=0)
+    return low, high
+
+
 def bootstrap_auc_ci(y: Sequence[int], p: Sequence[float], *, n_boot: int = 1000, seed: int = 0,
                      level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the AUC (resamples with one class only are skipped)."""
     y_arr, p_arr = _arrays(y, p)
     if len(np.unique(y_arr)) < 2 or n_boot < 1:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y_arr), len(y_arr))
-        if y_arr[idx].min() != y_arr[idx].max():
-            values.append(roc_auc_score(y_arr[idx], p_arr[idx]))
-    if not values:
-        return math.nan, math.nan
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+
+    def auc(idx: np.ndarray) -> float:
+        return roc_auc_score(y_arr[idx], p_arr[idx]) if y_arr[idx].min() != y_arr[idx].max() else math.nan
+
+    low, high = bootstrap_ci(auc, len(y_arr), n_boot=n_boot, seed=seed, level=level)
+    return float(low[0]), float(high[0])
 
 
 def choose_threshold(y: Sequence[int], p: Sequence[float], rule: str = "f1") -> float:
@@ -70,18 +87,43 @@ def choose_threshold(y: Sequence[int], p: Sequence[float], rule: str = "f1") -> 
     return float(thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]])
 
 
+def rule_out_threshold(y: Sequence[int], p: Sequence[float], sensitivity: float) -> float:
+    """The highest threshold that keeps ``sensitivity`` on VALIDATION data (ruled out: p < t),
+    halfway between the last positive kept and the next lower score; NaN without positives."""
+    y_arr, p_arr = _arrays(y, p)
+    positives = np.sort(p_arr[y_arr == 1])[::-1]
+    if not len(positives):
+        return math.nan
+    kept = positives[max(1, math.ceil(sensitivity * len(positives) - 1e-9)) - 1]
+    below = p_arr[p_arr < kept]
+    return float((kept + below.max()) / 2) if below.size else float(kept)
+
+
+def rule_in_threshold(y: Sequence[int], p: Sequence[float], specificity: float) -> float:
+    """The lowest threshold that keeps ``specificity`` on VALIDATION data (ruled in: p >= t),
+    halfway between the last negative left out and the next higher score; NaN without negatives."""
+    y_arr, p_arr = _arrays(y, p)
+    negatives = np.sort(p_arr[y_arr == 0])
+    if not len(negatives):
+        return math.nan
+    spared = negatives[max(1, math.ceil(specificity * len(negatives) - 1e-9)) - 1]
+    above = p_arr[p_arr > spared]
+    return float((spared + above.min()) / 2) if above.size else float(np.nextafter(spared, np.inf))
+
+
 def expected_calibration_error(y: Sequence[int], p: Sequence[float], bins: int = 10) -> float:
     """ECE over ``bins`` equal-width probability bins: sum_b (n_b / n) |mean(y_b) - mean(p_b)|."""
     y_arr, p_arr = _arrays(y, p)
     if not len(y_arr):
         return math.nan
     which = np.minimum((p_arr * bins).astype(int), bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            ece += mask.mean() * abs(y_arr[mask].mean() - p_arr[mask].mean())
-    return float(ece)
+    gap = np.bincount(which, weights=y_arr - p_arr, minlength=bins)  # per bin: n_b (mean y - mean p)
+    return float(np.abs(gap).sum() / len(y_arr))
+
+
+def _ece_ci(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
+    low, high = bootstrap_ci(lambda idx: expected_calibration_error(y[idx], p[idx]), len(y), n_boot=n_boot, seed=seed)
+    return expected_calibration_error(y, p), float(low[0]), float(high[0])
 
 
 def _ratio(num: float, den: float) -> float:
@@ -89,10 +131,20 @@ def _ratio(num: float, den: float) -> float:
 
 
 def binary_metrics(y: Sequence[int], p: Sequence[float], threshold: float | Sequence[float], *,
-                   n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+                   calibrated: Sequence[float] | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """All metrics of :data:`METRIC_COLUMNS`. ``threshold`` may be one value or one per sample
-    (pooled out-of-fold predictions, each with its own fold's validation threshold)."""
+    (pooled out-of-fold predictions, each with its own fold's validation threshold).
+    ``calibrated``: the same predictions calibrated (the ``*_calibrated`` metrics; NaN without)."""
     y_arr, p_arr = _arrays(y, p)
+    ece, ece_low, ece_high = _ece_ci(y_arr, p_arr, n_boot, seed)
+    after = {"auc_calibrated": math.nan, "ece_calibrated": math.nan, "ece_calibrated_ci_low": math.nan,
+             "ece_calibrated_ci_high": math.nan, "brier_calibrated": math.nan}
+    if calibrated is not None:
+        _, q_arr = _arrays(y_arr, calibrated)
+        if np.isfinite(q_arr).all():
+            e, lo, hi = _ece_ci(y_arr, q_arr, n_boot, seed)  # same resamples: a paired comparison
+            after = {"auc_calibrated": safe_auc(y_arr, q_arr), "ece_calibrated": e, "ece_calibrated_ci_low": lo,
+                     "ece_calibrated_ci_high": hi, "brier_calibrated": _brier(y_arr, q_arr)}
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p_arr.shape)
     pred = (p_arr >= thr).astype(int)
     tp = int(((pred == 1) & (y_arr == 1)).sum())
@@ -117,9 +169,16 @@ def binary_metrics(y: Sequence[int], p: Sequence[float], threshold: float | Sequ
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "balanced_accuracy": (sens + spec) / 2 if not (math.isnan(sens) or math.isnan(spec)) else math.nan,
         "accuracy": _ratio(tp + tn, len(y_arr)),
-        "ece": expected_calibration_error(y_arr, p_arr),
-        "brier": float(np.mean((p_arr - y_arr) ** 2)) if len(y_arr) else math.nan,
+        "ece": ece,
+        "ece_ci_low": ece_low,
+        "ece_ci_high": ece_high,
+        "brier": _brier(y_arr, p_arr),
+        **after,
     }
+
+
+def _brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p - y) ** 2)) if len(y) else math.nan
 
 
 def monitor_score(y: Sequence[int], p: Sequence[float], monitor: str) -> tuple[float, float]:
@@ -132,41 +191,3 @@ def monitor_score(y: Sequence[int], p: Sequence[float], monitor: str) -> tuple[f
     auc = safe_auc(y_arr, p_arr)
     f1, auc = (0.0 if math.isnan(v) else v for v in (f1, auc))
     return (f1, auc) if monitor == "f1" else (auc, f1)
-
-
-def fold_mean(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Each metric averaged over the folds (NaN folds skipped), sessions summed, plus the SD of
-    the fold AUCs. Every fold's model has its own probability scale, so the pooled AUC mixes
-    scales and can sit far below what each model achieves on its own held-out subjects."""
-    out: dict[str, float] = {}
-    for key in METRIC_COLUMNS:
-        values = np.array([row[key] for row in per_fold], dtype=float)
-        if key in ("n", "n_positive"):
-            out[key] = int(values.sum())
-        else:
-            out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
-    aucs = np.array([row["auc"] for row in per_fold], dtype=float)
-    aucs = aucs[np.isfinite(aucs)]
-    out["auc_fold_sd"] = float(aucs.std(ddof=1)) if len(aucs) > 1 else math.nan
-    out["auc_ci_low"] = out["auc_ci_high"] = out["threshold"] = math.nan  # CIs belong to one set of predictions
-    return out
-
-
-def metrics_table(frame, *, n_boot: int = 1000, seed: int = 0):
-    """Metrics per (contrast, model, fold), pooled over folds ('pooled') and averaged over folds
-    ('mean', see :func:`fold_mean`), from a predictions table with columns contrast, model, fold,
-    label, probability, threshold (one row per prediction)."""
-    import pandas as pd
-
-    rows = []
-    for (contrast, model), group in frame.groupby(["contrast", "model"], sort=False):
-        parts = [(str(fold), part) for fold, part in group.groupby("fold")] + [("pooled", group)]
-        per_fold = []
-        for fold, part in parts:
-            values = binary_metrics(part["label"].to_numpy(), part["probability"].to_numpy(),
-                                    part["threshold"].to_numpy(), n_boot=n_boot, seed=seed)
-            rows.append({"contrast": contrast, "model": model, "fold": fold, **values})
-            if fold != "pooled":
-                per_fold.append(values)
-        rows.append({"contrast": contrast, "model": model, "fold": "mean", **fold_mean(per_fold)})
-    return pd.DataFrame(rows, columns=["contrast", "model", "fold", *METRIC_COLUMNS, "auc_fold_sd"])

@@ -8,8 +8,8 @@ import copy
 import dataclasses
 import logging
 import math
+from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,91 +19,32 @@ import torch
 from bids_amyloid.bids.io import atomic_path
 from bids_amyloid.config import Config, settings_fingerprint
 from bids_amyloid.errors import DataError
+from bids_amyloid.models.calibration import FoldDecision, fit_calibrator, zone
 from bids_amyloid.models.networks import build_network
 from bids_amyloid.train.cv import Fold, Splits
 from bids_amyloid.train.data import SliceDataset, TrainingSample, student_samples, teacher_samples
 from bids_amyloid.train.distributed import DistContext, barrier
 from bids_amyloid.train.loop import PhaseResult, TrainEnv, infer, run_phase
-from bids_amyloid.train.metrics import choose_threshold, safe_auc
+from bids_amyloid.train.metrics import choose_threshold, rule_in_threshold, rule_out_threshold, safe_auc
 from bids_amyloid.train.negatives import CentiloidNegativeSampler
 from bids_amyloid.train.phases import distillation, prepare_student, teacher_pretraining, triplet_training
+from bids_amyloid.train.records import FoldOutput, FoldSummary, PhaseSummary, PredictionRow
 from bids_amyloid.train.prefix import PrefixCache
 from bids_amyloid.train.runtime import seed_everything, stream_seed
 
 log = logging.getLogger("bids_amyloid.train")
 
-RESULT_VERSION = 2
-
-
-@dataclass(frozen=True)
-class PredictionRow:
-    """One row of the out-of-fold / validation predictions tables (``workflows.group``)."""
-
-    participant_id: str
-    session_id: str | None
-    contrast: str
-    tracer: str | None
-    model: str
-    fold: int
-    part: str
-    label: int
-    centiloid: float | None
-    probability: float
-    threshold: float
-    prediction: int
-
-
-@dataclass
-class PhaseSummary:
-    phase: str
-    epochs: int
-    best_epoch: int
-    best_score: list[float]
-    history: list[dict[str, Any]]
-
-
-@dataclass
-class FoldSummary:
-    """What happened in one fold (the bundle's training_summary.json lists one per fold)."""
-
-    fold: int
-    n_sessions: dict[str, int]
-    teacher_phases: list[PhaseSummary] = field(default_factory=list)
-    negative_rules: dict[str, int] | None = None
-    teacher_val_auc: float | None = None
-    teacher_weak: bool = False
-    student_phase: PhaseSummary | None = None
-    student_threshold: float | None = None
-    teacher_threshold: float | None = None
-
-
-@dataclass
-class FoldOutput:
-    fold: int
-    student_state: dict[str, torch.Tensor]
-    """Trainable tensors of the student (``AmyloidNet.trainable_state_dict()``)."""
-    student_threshold: float
-    teacher_state: dict[str, torch.Tensor] | None = None
-    teacher_threshold: float | None = None
-    predictions: list[PredictionRow] = field(default_factory=list)
-    """One row per (model, sample) of the validation and test parts."""
-    summary: FoldSummary | None = None
-
-    @classmethod
-    def from_saved(cls, data: dict[str, Any]) -> FoldOutput:
-        """The inverse of ``dataclasses.asdict`` (a finished fold saved in the work dir)."""
-        summary = dict(data["summary"])
-        summary["teacher_phases"] = [PhaseSummary(**p) for p in summary["teacher_phases"]]
-        if summary["student_phase"] is not None:
-            summary["student_phase"] = PhaseSummary(**summary["student_phase"])
-        return cls(**{**data, "predictions": [PredictionRow(**r) for r in data["predictions"]],
-                      "summary": FoldSummary(**summary)})
+RESULT_VERSION = 3
+DECISION_SETTINGS = ("calibration", "rule_out_sensitivity", "rule_in_specificity")
+"""Settings that change a fold's decision rule, not its networks: a finished fold is redone when
+they change, but an interrupted phase's checkpoint stays valid."""
 
 
 def _settings(config: Config, contrast: str, fold: Fold, samples: Sequence[TrainingSample]) -> dict[str, Any]:
-    """What a fold's training depends on (its checkpoints are refused when this changes)."""
+    """What a fold's result depends on (it is redone when this changes; reporting-only settings
+    such as ``subgroup_columns`` are left out)."""
     as_dict = config.to_dict()
-    train = {k: v for k, v in as_dict["train"].items() if k not in ("resume", "workers")}
+    train = {k: v for k, v in as_dict["train"].items() if k not in ("resume", "workers", "subgroup_columns")}
     used = set(fold.train + fold.val + fold.test)
     return {"train": train, "model": as_dict["model"], "seed": config.seed, "contrast": contrast,
             "fold": dataclasses.asdict(fold), "min_mean": config.preprocess.min_slice_mean,
@@ -111,10 +52,14 @@ def _settings(config: Config, contrast: str, fold: Fold, samples: Sequence[Train
 
 
 def _rows(model: str, part: str, fold: int, samples: Sequence[TrainingSample], prob: np.ndarray,
-          threshold: float) -> list[PredictionRow]:
+          decision: FoldDecision, tracers: dict[str, str]) -> list[PredictionRow]:
+    """Rows of one part; a student row names the tracer(s) of its session's PET (for subgroups)."""
+    calibrated = decision.calibrate(prob)
     return [PredictionRow(f"sub-{s.subject}", f"ses-{s.session}" if s.session else None, s.contrast,
-                          s.tracer if model == "teacher" else None, model, fold, part, s.label, s.centiloid, float(p),
-                          threshold, int(p >= threshold)) for s, p in zip(samples, prob)]
+                          s.tracer if model == "teacher" else tracers.get(s.key), model, fold, part, s.label,
+                          s.centiloid, float(p), decision.threshold, int(p >= decision.threshold), float(q),
+                          decision.rule_out, decision.rule_in, zone(float(q), decision.rule_out, decision.rule_in))
+            for s, p, q in zip(samples, prob, calibrated)]
 
 
 def warn_if_weak(auc: float, limit: float, where: str) -> bool:
@@ -142,6 +87,11 @@ class _FoldJob:
             raise DataError(f"{self.where}: an empty train/val/test part "
                             f"({len(self.train)}/{len(self.val)}/{len(self.test)} sessions)")
         self.rows: list[PredictionRow] = []
+        tracers: dict[str, set[str]] = defaultdict(set)
+        for s in samples:
+            if s.tracer:
+                tracers[s.key].add(s.tracer)
+        self.tracers = {key: "+".join(sorted(found)) for key, found in tracers.items()}
         self.summary = FoldSummary(fold.index, {k: len(v) for k, v in parts.items()})
 
     def dataset(self, items, *, with_pet: bool | None, augment: bool = False, tag: str = "eval") -> SliceDataset:
@@ -155,21 +105,39 @@ class _FoldJob:
         return build_network(self.config.model, student_layout=layout, seed=seed).to(self.env.device)
 
     def fingerprint(self, phase: int) -> str:
-        return settings_fingerprint({**self.settings, "phase": phase})
+        """Of a phase's checkpoints: the fold's settings without the decision-rule ones."""
+        train = {k: v for k, v in self.settings["train"].items() if k not in DECISION_SETTINGS}
+        return settings_fingerprint({**self.settings, "train": train, "phase": phase})
 
-    def predict(self, net, items, mode: str, part: str, threshold: float | None = None) -> tuple[np.ndarray, float]:
-        """Predict the validation part and choose the threshold there (and only there), or the
-        held-out part with that threshold; the rows go to the predictions table."""
+    def predict(self, net, items, mode: str, part: str, decision: FoldDecision | None = None
+                ) -> tuple[np.ndarray, FoldDecision]:
+        """Predict the validation part and make the decision rule there (and only there), or the
+        held-out part with that rule; the rows go to the predictions table."""
         batch = self.tc.batch_size if mode == "teacher" else self.tc.student_batch_size
         ds = self.dataset(items, with_pet=mode == "teacher")
         prob = infer(net, ds, mode, self.env, batch_size=batch)["prob"]
-        if threshold is None:
-            threshold = choose_threshold(ds.labels, prob, self.env.threshold_rule)
-        self.rows += _rows(mode, part, self.fold.index, items, prob, threshold)
-        return prob, threshold
+        if decision is None:
+            decision = self.decide(ds.labels, prob, f"{self.where} {mode}")
+        self.rows += _rows(mode, part, self.fold.index, items, prob, decision, self.tracers)
+        return prob, decision
 
-    def teacher(self) -> tuple[torch.nn.Module, dict[str, torch.Tensor], float]:
-        """Phases 0 and 1: the teacher, its trainable tensors and its validation threshold."""
+    def decide(self, labels: Sequence[int], prob: np.ndarray, where: str) -> FoldDecision:
+        """Threshold, calibrator and operating points, all from validation predictions."""
+        tc = self.tc
+        calibrator = fit_calibrator(labels, prob, tc.calibration)
+        if calibrator is None and tc.calibration != "none":
+            log.warning("%s: the validation part has one class only; no calibration", where)
+        q = calibrator(prob) if calibrator is not None else prob
+        rule_out, rule_in = rule_out_threshold(labels, q, tc.rule_out_sensitivity), rule_in_threshold(
+            labels, q, tc.rule_in_specificity)
+        decision = FoldDecision(choose_threshold(labels, prob, self.env.threshold_rule), calibrator,
+                                None if math.isnan(rule_out) else rule_out, None if math.isnan(rule_in) else rule_in)
+        log.info("%s: threshold %.3f, calibration %s, rule-out < %s, rule-in >= %s", where, decision.threshold,
+                 calibrator.to_json() if calibrator else "none", _fmt(decision.rule_out), _fmt(decision.rule_in))
+        return decision
+
+    def teacher(self) -> tuple[torch.nn.Module, dict[str, torch.Tensor], FoldDecision]:
+        """Phases 0 and 1: the teacher, its trainable tensors and its decision rule."""
         tc = self.tc
         train, val, test = teacher_samples(self.train), teacher_samples(self.val), teacher_samples(self.test)
         if not train or not val:
@@ -193,16 +161,16 @@ class _FoldJob:
             results.append(run_phase(phase, self.env))
             self.summary.negative_rules = dict(negatives.fallback_counts)
         self.summary.teacher_phases = [_phase_summary(r) for r in results]
-        prob, threshold = self.predict(net, val, "teacher", "val")
+        prob, decision = self.predict(net, val, "teacher", "val")
         auc = safe_auc([s.label for s in val], prob)
         self.summary.teacher_val_auc = auc
         self.summary.teacher_weak = warn_if_weak(auc, tc.weak_teacher_auc, self.where)
         if test:
-            self.predict(net, test, "teacher", "test", threshold)
-        return net.eval(), _cpu(net.trainable_state_dict()), threshold
+            self.predict(net, test, "teacher", "test", decision)
+        return net.eval(), _cpu(net.trainable_state_dict()), decision
 
-    def student(self, teacher: torch.nn.Module | None) -> tuple[torch.nn.Module, float]:
-        """Phase 2 (distillation, or labels only without a teacher): the student and its threshold."""
+    def student(self, teacher: torch.nn.Module | None) -> tuple[torch.nn.Module, FoldDecision]:
+        """Phase 2 (distillation, or labels only without a teacher): the student and its decision rule."""
         if teacher is not None and self.config.model.student == "paper":
             student = copy.deepcopy(teacher)  # the paper's student: the teacher, continued without PET
         else:
@@ -214,20 +182,25 @@ class _FoldJob:
         phase = distillation(student, teacher, train_ds, self.dataset(val, with_pet=False), self.env, self.tc,
                              self.fingerprint(2))
         self.summary.student_phase = _phase_summary(run_phase(phase, self.env))
-        _, threshold = self.predict(student, val, "student", "val")
-        self.predict(student, student_samples(self.test), "student", "test", threshold)
-        return student, threshold
+        _, decision = self.predict(student, val, "student", "val")
+        self.predict(student, student_samples(self.test), "student", "test", decision)
+        return student, decision
 
 
 def train_fold(samples: Sequence[TrainingSample], fold: Fold, config: Config, env: TrainEnv,
                contrast: str) -> FoldOutput:
     """Train and evaluate one outer fold; see the module docstring."""
     job = _FoldJob(samples, fold, config, env, contrast)
-    teacher, teacher_state, teacher_thr = job.teacher() if config.train.distill else (None, None, None)
-    student, student_thr = job.student(teacher)
-    job.summary.student_threshold, job.summary.teacher_threshold = student_thr, teacher_thr
-    return FoldOutput(fold.index, _cpu(student.trainable_state_dict()), student_thr, teacher_state, teacher_thr,
-                      job.rows, job.summary)
+    teacher, teacher_state, teacher_rule = job.teacher() if config.train.distill else (None, None, None)
+    student, student_rule = job.student(teacher)
+    job.summary.student_decision = student_rule.to_json()
+    job.summary.teacher_decision = teacher_rule.to_json() if teacher_rule else None
+    return FoldOutput(fold.index, _cpu(student.trainable_state_dict()), job.summary.student_decision, teacher_state,
+                      job.summary.teacher_decision, job.rows, job.summary)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

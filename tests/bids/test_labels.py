@@ -1,3 +1,5 @@
+import pytest
+
 from bids_amyloid.bids.labels import read_labels
 from bids_amyloid.config import LabelConfig
 
@@ -90,3 +92,25 @@ def test_duplicate_keys_with_different_values_are_unknown(tmp_path, caplog):
     table = read_labels(tmp_path, LabelConfig(labels_file=tmp_path / "l.tsv"))
     assert table.lookup("01", "A").label is None and table.lookup("02", "A").label == 0
     assert "sub-01 ses-A has two different values" in caplog.text
+
+
+def test_subgroup_columns_from_every_table(tmp_path):
+    from bids_amyloid.bids.labels import read_columns
+
+    _write(tmp_path / "participants.tsv", "participant_id\tSite\tsex\nsub-01\tA\tF\nsub-02\tB\tn/a\n")
+    _write(tmp_path / "sub-01" / "sub-01_sessions.tsv", "session_id\tsite\nses-2\tC\n")
+    external = tmp_path.parent / f"{tmp_path.name}-dx.csv"
+    _write(external, "subject,visit,diagnosis\n02,ses-1,MCI\n")
+    table = read_columns(tmp_path, ["site", "sex", "diagnosis"], external)
+    assert table.lookup("site", "01", "1") == "A" and table.lookup("site", "01", "2") == "C"  # the session wins
+    assert table.lookup("sex", "02", "1") is None  # n/a is missing
+    assert table.lookup("diagnosis", "02", "1") == "MCI" and table.lookup("diagnosis", "01", "1") is None
+
+
+def test_unknown_subgroup_column_names_the_tables(tmp_path):
+    from bids_amyloid.bids.labels import read_columns
+    from bids_amyloid.errors import UsageError
+
+    _write(tmp_path / "participants.tsv", "participant_id\tsite\nsub-01\tA\n")
+    with pytest.raises(UsageError, match=r"no column \['scanner'\].*participants.tsv"):
+        read_columns(tmp_path, ["site", "scanner"])

@@ -100,8 +100,9 @@ def make_preprocessed(out_dir: Path, subject: str = "01", session: str | None = 
     return record_for(out_dir, subject, session, contrasts)
 
 
-def make_bundle(dest: Path, work: Path, *, folds: int = 3, contrasts=("T1w",), thresholds=None):
-    """A tiny-backbone bundle whose folds differ (random LoRA B, heads seeded per fold)."""
+def make_bundle(dest: Path, work: Path, *, folds: int = 3, contrasts=("T1w",), thresholds=None, decisions=None):
+    """A tiny-backbone bundle whose folds differ (random LoRA B, heads seeded per fold);
+    ``decisions``: per fold FoldDecision (calibrator, operating points), else none."""
     from bids_amyloid.models.bundle_write import save_bundle
     from bids_amyloid.models.networks import build_network
     from bids_amyloid.models.weights import convert_checkpoint, write_random_checkpoint
@@ -120,8 +121,9 @@ def make_bundle(dest: Path, work: Path, *, folds: int = 3, contrasts=("T1w",), t
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
         nets.append(net)
     thresholds = thresholds or [0.4 + 0.05 * f for f in range(folds)]
+    thresholds = [d.threshold for d in decisions] if decisions else thresholds
     return save_bundle(dest, config=config, students=[n.state_dict() for n in nets], thresholds=thresholds,
-                       metrics={"note": "test"}, training_summary={"note": "test"})
+                       metrics={"note": "test"}, training_summary={"note": "test"}, decisions=decisions)
 
 
 def infer_config(out_dir: Path, model: Path, **kwargs) -> Config:

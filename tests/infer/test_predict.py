@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from bids_amyloid.errors import DataError, UsageError
 from bids_amyloid.space.template import template_mask_array
-from bids_amyloid.infer import volumes
+from bids_amyloid.infer import loading, volumes
 from bids_amyloid.infer.predict import check_model, ensemble_prediction, predict_session
 from bids_amyloid.bids.derivatives import Derivatives
 from bids_amyloid.bids.tables import cell, read_rows
@@ -66,6 +66,107 @@ def test_ensemble_aligns_each_fold_at_its_own_threshold():
     saturated = ensemble_prediction([1.0, 0.0], [0.5, 0.5], subject="01", session="01", contrast="T1w",
                                     model_id="m", testing_only=False)
     assert np.isfinite(saturated.probability) and saturated.probability == pytest.approx(0.5)
+
+
+def _platt(a: float, b: float):
+    from bids_amyloid.models.calibration import Calibrator
+
+    return Calibrator("platt", {"a": a, "b": b}, 20, 8)
+
+
+def test_calibrated_ensemble_averages_calibrated_probabilities_and_gives_zones():
+    from bids_amyloid.models.calibration import FoldDecision
+
+    decisions = [FoldDecision(0.6, _platt(0.5, -0.3), 0.15, 0.55), FoldDecision(0.3, _platt(1.2, 0.4), 0.25, 0.65)]
+    p = ensemble_prediction([0.7, 0.2], decisions, subject="01", session="01", contrast="T1w", model_id="m",
+                            testing_only=False)
+    q = [d.calibrate(x) for d, x in zip(decisions, [0.7, 0.2])]
+    assert p.calibrated and p.probability == pytest.approx(np.mean(q))
+    assert p.threshold == pytest.approx(np.mean([d.calibrate(d.threshold) for d in decisions]))
+    assert (p.rule_out_threshold, p.rule_in_threshold) == pytest.approx((0.2, 0.6))
+    assert p.zone == "intermediate" and (p.fold_min, p.fold_max) == pytest.approx((min(q), max(q)))
+    low = ensemble_prediction([0.05, 0.02], decisions, subject="01", session="01", contrast="T1w", model_id="m",
+                              testing_only=False)
+    assert low.zone == "rule-out" and low.label == "negative"
+    high = ensemble_prediction([0.999, 0.99], decisions, subject="01", session="01", contrast="T1w", model_id="m",
+                               testing_only=False)
+    assert high.zone == "rule-in" and high.label == "positive"
+
+
+def test_uncalibrated_ensemble_aligns_its_operating_points_too():
+    from bids_amyloid.models.calibration import FoldDecision
+
+    decisions = [FoldDecision(0.4, None, 0.2, 0.6), FoldDecision(0.6, None, 0.3, 0.8)]
+    p = ensemble_prediction([0.5, 0.5], decisions, subject="01", session=None, contrast="T1w", model_id="m",
+                            testing_only=False)
+    shift = _logit(0.5) - _logit(np.array([0.4, 0.6]))
+    expected = 1 / (1 + np.exp(-np.mean(_logit(np.array([0.2, 0.3])) + shift)))
+    assert not p.calibrated and p.threshold == pytest.approx(0.5)
+    assert p.rule_out_threshold == pytest.approx(expected)
+    no_zones = ensemble_prediction([0.5, 0.5], [0.4, 0.6], subject="01", session=None, contrast="T1w",
+                                   model_id="m", testing_only=False)
+    assert no_zones.zone == "n/a" and no_zones.rule_out_threshold is None
+    assert no_zones.probability == pytest.approx(p.probability)  # the same aligned rule as before zones
+
+
+def _as_format_1_0(bundle_dir):
+    """Rewrite a bundle as bids_amyloid wrote it before calibration (format 1.0, threshold-only folds)."""
+    from bids_amyloid.bids.io import sha256_file
+
+    meta_path = bundle_dir / "bundle.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = "1.0"
+    meta.pop("calibration")
+    meta["folds"] = [{k: f[k] for k in ("fold", "threshold", "student", "teacher")} for f in meta["folds"]]
+    meta_path.write_text(json.dumps(meta, indent=2))
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = "1.0"
+    manifest["files"]["bundle.json"] = sha256_file(meta_path)
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+
+
+def _predict_without_maps(out, bundle, brain_inputs):
+    shutil.copytree(brain_inputs, out)
+    loading.clear_cache()
+    config = bf.infer_config(out, bundle)
+    config.infer.saliency = ()
+    return predict_session(bf.session(), bf.record_for(out), config)
+
+
+def test_an_old_bundle_predicts_as_before_with_zones_unavailable(tmp_path, tiny_bundle, brain_inputs):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_bundle, old)
+    _as_format_1_0(old)
+    (before,) = _predict_without_maps(tmp_path / "new-out", tiny_bundle, brain_inputs)
+    (after,) = _predict_without_maps(tmp_path / "out", old, brain_inputs)
+    out = tmp_path / "out"
+    assert after.probability == pytest.approx(before.probability, abs=1e-9) and after.label == before.label
+    assert after.zone == "n/a" and not after.calibrated and after.rule_in_threshold is None
+    (row,) = read_predictions(predictions_path(out, "01", "01"))
+    assert row["zone"] == "n/a" and row["calibrated"] is False
+    model = _json(predictions_path(out, "01", "01"))["Models"]["T1w"]
+    assert model["OperatingPoints"].startswith("unavailable") and model["Calibration"] == [None] * 3
+
+
+def test_calibrated_bundle_writes_zones(tmp_path, brain_inputs):
+    from bids_amyloid.models.calibration import FoldDecision
+
+    decisions = [FoldDecision(0.4 + 0.05 * k, _platt(0.8, 0.1 * k), 0.3, 0.7) for k in range(3)]
+    bundle = bf.make_bundle(tmp_path / "models", tmp_path, decisions=decisions)
+    assert bundle.version == "1.1" and bundle.decisions == decisions
+    out = tmp_path / "out"
+    (prediction,) = _predict_without_maps(out, bundle.path, brain_inputs)
+    assert prediction.calibrated and prediction.zone in ("rule-out", "intermediate", "rule-in")
+    assert (prediction.rule_out_threshold, prediction.rule_in_threshold) == pytest.approx((0.3, 0.7))
+    (row,) = read_predictions(predictions_path(out, "01", "01"))
+    assert row["zone"] == prediction.zone and row["calibrated"] is True
+    model = _json(predictions_path(out, "01", "01"))["Models"]["T1w"]
+    assert model["Calibration"][0]["method"] == "platt" and model["OperatingPoints"]["rule_out_sensitivity"] == 0.9
+    assert "calibrated" in model["EnsembleRule"].split(";")[0]
+    card = (bundle.path / "model_card.md").read_text()
+    assert "calibration (fitted on each fold's validation part): platt, platt, platt" in card
+    assert "[0.3, 0.7)" in card
 
 
 def test_prediction_table_and_dictionary(predicted):

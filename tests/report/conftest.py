@@ -50,7 +50,7 @@ def group_output(report_bundle):
     """The files workflows/group.py writes, made with its own column list and metrics code."""
     import pandas as pd
 
-    from bids_amyloid.train.metrics import metrics_table
+    from bids_amyloid.train.evaluation import metrics_table
     from bids_amyloid.workflows.group import PREDICTION_COLUMNS
 
     out = report_bundle

@@ -21,7 +21,8 @@ def test_participant_report(participant_output, tmp_path):
     text = page.read_text()
     static_checks(text)
     for expected in ("TESTING ONLY", "Session 01", "Session 02", "ses-02", "Grad-CAM", "Input gradient",
-                     "Preprocessing quality control", "Provenance", "Precuneus"):
+                     "Preprocessing quality control", "Provenance", "Precuneus",
+                     "n/a: the model has no operating points"):  # a bundle without calibration: zones n/a
         assert expected in text, expected
     assert len(list((config.output_dir / "sub-01" / "figures").glob("*_saliency.png"))) == 4  # cached overlays
     if CHROMIUM is None:
@@ -29,6 +30,15 @@ def test_participant_report(participant_output, tmp_path):
     result = render(page, tmp_path)
     # strip + 2 native overlays (ses-01) + 2 template overlays (ses-02) + 1 QC figure
     assert result["images"] == 6 and result["broken"] == [] and result["external"] == []
+
+
+def test_zone_meanings_are_shown_for_the_zones_present():
+    from bids_amyloid.report.participant import _zone_notes
+
+    text = _zone_notes([{"zone": "rule-out"}, {"zone": "rule-in"}, {"zone": None}])
+    assert "rule-out: the probability is below" in text and "rule-in: from the rule-in" in text
+    assert "n/a: the model has no operating points" in text and "intermediate:" not in text
+    assert text.index("rule-out:") < text.index("rule-in:") < text.index("n/a:")
 
 
 def test_participant_report_without_predictions(tmp_path):

@@ -73,3 +73,57 @@ def test_the_minimum_subjects_per_class_is_enough():
             assert len(splits.folds) == folds
         with pytest.raises(UsageError):
             make_splits(subjects[:-2], labels[:-2], folds, 0)
+
+
+def _sites(subjects, n_sites=3):
+    return {s: f"site{int(s) % n_sites}" for s in set(subjects)}
+
+
+def test_leave_group_out_holds_out_whole_groups():
+    subjects, labels = _cohort(n_subjects=36)
+    groups = _sites(subjects)
+    splits = make_splits(subjects, labels, folds=5, seed=42, groups=groups, group_column="site")
+    assert len(splits.folds) == 3 and splits.group_column == "site"  # min(--folds, 3 sites)
+    for fold in splits.folds:
+        assert len(fold.test_groups) == 1
+        assert {groups[s] for s in fold.test} == set(fold.test_groups)
+        assert not {groups[s] for s in fold.train + fold.val} & set(fold.test_groups)
+    assert sorted(g for f in splits.folds for g in f.test_groups) == ["site0", "site1", "site2"]
+    again = Splits.from_json(json.loads(json.dumps(splits.to_json())), "x")
+    assert again == splits
+    two = make_splits(subjects, labels, folds=2, seed=42, groups=groups, group_column="site")
+    assert len(two.folds) == 2 and sorted(len(f.test_groups) for f in two.folds) == [1, 2]
+
+
+def test_leak_test_catches_a_group_in_two_parts():
+    groups = {"1": "A", "2": "A", "3": "B"}
+    leaky = Splits((Fold(0, ("1",), ("3",), ("2",), ("A",)),), 42, "site", groups)  # sub-1 trains, sub-2 tested: site A
+    with pytest.raises(AssertionError, match="both held out and trained on"):
+        check_no_leak(leaky)
+    check_no_leak(Splits((Fold(0, ("3",), ("3",) * 0, ("1", "2"), ("A",)),), 42, "site", groups))
+
+
+def test_leave_group_out_refusals_and_reuse(tmp_path):
+    subjects, labels = _cohort(n_subjects=36)
+    with pytest.raises(UsageError, match="one group"):
+        make_splits(subjects, labels, 5, 42, groups={s: "only" for s in subjects}, group_column="site")
+    path = tmp_path / "splits.json"
+    groups = _sites(subjects)
+    first = load_or_make_splits(path, subjects, labels, 5, 42, groups=groups, group_column="site")
+    assert load_or_make_splits(path, subjects, labels, 5, 42, groups=groups, group_column="site") == first
+    with pytest.raises(UsageError, match="subject-wise cross-validation"):
+        load_or_make_splits(path, subjects, labels, 5, 42)
+    moved = {**groups, subjects[0]: "site9"}
+    with pytest.raises(UsageError, match="values changed"):
+        load_or_make_splits(path, subjects, labels, 5, 42, groups=moved, group_column="site")
+
+
+def test_subject_groups(caplog):
+    from bids_amyloid.train.cv import subject_groups
+
+    values = {("1", "a"): "X", ("1", "b"): "Y", ("1", "c"): "Y", ("2", None): "X"}
+    with caplog.at_level("WARNING"):
+        groups = subject_groups(list(values), lambda sub, ses: values[(sub, ses)], "site")
+    assert groups == {"1": "Y", "2": "X"} and "sub-1 has sessions in ['X', 'Y']" in caplog.text
+    with pytest.raises(UsageError, match="sub-3 ses-a has no 'site' value"):
+        subject_groups([("3", "a")], lambda sub, ses: None, "site")

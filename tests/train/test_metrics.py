@@ -13,9 +13,11 @@ from sklearn.metrics import (
 from bids_amyloid.train.metrics import (
     binary_metrics,
     bootstrap_auc_ci,
+    bootstrap_ci,
     choose_threshold,
     expected_calibration_error,
-    metrics_table,
+    rule_in_threshold,
+    rule_out_threshold,
 )
 
 
@@ -57,28 +59,48 @@ def test_threshold_comes_from_validation_data_only():
     assert choose_threshold(y_val, p_val, "youden") == pytest.approx(0.6)
 
 
-def test_metrics_table_per_fold_and_pooled():
-    import pandas as pd
+def test_operating_points_keep_their_targets_on_validation_data():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.4 + 0.2 * y + rng.normal(0, 0.2, 200), 0, 1)
+    for target in (0.8, 0.9, 1.0):
+        t = rule_out_threshold(y, p, target)
+        assert (p[y == 1] >= t).mean() >= target  # sensitivity kept
+        tighter = p[(p > t) & (y == 1)].min()  # the next positive up: ruling it out too breaks the target
+        assert (p[y == 1] >= tighter + 1e-9).mean() < target
+        t = rule_in_threshold(y, p, target)
+        assert (p[y == 0] < t).mean() >= target  # specificity kept
+        looser = p[(p < t) & (y == 0)].max()
+        assert (p[y == 0] < looser).mean() < target
+    assert np.isnan(rule_out_threshold([0, 0], [0.1, 0.2], 0.9)) and np.isnan(rule_in_threshold([1], [0.3], 0.9))
 
-    frame = pd.DataFrame({"contrast": "T1w", "model": "student", "fold": [0, 0, 0, 0, 1, 1, 1, 1],
-                          "label": [0, 1, 0, 1, 0, 1, 0, 1], "probability": [.1, .9, .4, .6, .2, .7, .6, .8],
-                          "threshold": [.5] * 4 + [.65] * 4})
-    table = metrics_table(frame, n_boot=10)
-    assert list(table.fold) == ["0", "1", "pooled", "mean"]
-    pooled = table.iloc[2]
-    assert np.isnan(pooled.threshold) and pooled.n == 8
-    assert pooled.sensitivity == 1.0 and pooled.specificity == 1.0  # each fold's own threshold applied
+
+def test_operating_points_lie_halfway_between_scores():
+    y = np.array([0, 0, 1, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.5, 0.6, 0.9])
+    assert rule_out_threshold(y, p, 1.0) == pytest.approx(0.25)  # keeps the positive at 0.3
+    assert rule_in_threshold(y, p, 1.0) == pytest.approx(0.55)  # spares the negative at 0.5
+    assert rule_in_threshold(y, p, 2 / 3) == pytest.approx(0.25)
 
 
-def test_fold_mean_row_averages_folds_on_their_own_scales():
-    import pandas as pd
+def test_bootstrap_ci_skips_undefined_resamples_and_is_seeded():
+    y = np.array([0, 1] * 10)
+    low, high = bootstrap_ci(lambda idx: y[idx].mean() if y[idx].min() != y[idx].max() else np.nan, len(y),
+                             n_boot=200, seed=5)
+    assert 0 < low[0] < 0.5 < high[0] < 1
+    assert (low, high) == tuple(bootstrap_ci(lambda idx: y[idx].mean(), len(y), n_boot=200, seed=5))
+    vector = bootstrap_ci(lambda idx: np.array([y[idx].mean(), np.nan]), len(y), n_boot=20, seed=0)
+    assert np.isfinite(vector[0][0]) and np.isnan(vector[0][1])
 
-    # Both folds rank perfectly, but fold 1's model is shifted up: pooling mixes the two scales.
-    frame = pd.DataFrame({"contrast": "T1w", "model": "teacher", "fold": [0] * 4 + [1] * 4,
-                          "label": [0, 0, 1, 1] * 2, "probability": [.1, .2, .3, .4, .35, .5, .7, .9],
-                          "threshold": [.25] * 4 + [.6] * 4})
-    table = metrics_table(frame, n_boot=10).set_index("fold")
-    assert table.loc["pooled", "auc"] < 1.0 and table.loc["mean", "auc"] == 1.0
-    assert table.loc["mean", "auc_fold_sd"] == 0.0 and np.isnan(table.loc["pooled", "auc_fold_sd"])
-    assert table.loc["mean", "n"] == 8 and np.isnan(table.loc["mean", "auc_ci_low"])
-    assert table.loc["mean", "balanced_accuracy"] == pytest.approx(table.loc[["0", "1"], "balanced_accuracy"].mean())
+
+def test_calibrated_metrics_use_the_same_resamples():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 80)
+    p = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 80), 0.01, 0.99)
+    m = binary_metrics(y, p ** 3, 0.2, calibrated=p, n_boot=100, seed=0)
+    assert m["ece_calibrated"] < m["ece"]
+    assert m["ece_ci_low"] <= m["ece"] <= m["ece_ci_high"]
+    assert m["ece_calibrated_ci_low"] <= m["ece_calibrated"] <= m["ece_calibrated_ci_high"]
+    assert m["auc_calibrated"] == pytest.approx(m["auc"])  # a monotone map keeps the ranking
+    assert m["brier_calibrated"] == pytest.approx(np.mean((p - y) ** 2))
+    assert np.isnan(binary_metrics(y, p, 0.5, n_boot=0)["ece_calibrated"])
