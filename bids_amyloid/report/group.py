@@ -126,7 +126,8 @@ def _evaluation(layout: Derivatives, config: Config) -> tuple[list[str], list[tu
     parts = [H.note("Each session is predicted by the fold model that never saw its subject (held-out fold); "
                     "thresholds were chosen on each fold's validation part, never on the held-out fold. "
                     f"Bands: 95 % percentile bootstrap over sessions ({config.train.bootstrap} resamples); the AUC "
-                    "confidence intervals are those of the metrics table.")]
+                    "confidence intervals are those of the metrics table (subjects resampled, each with all its "
+                    "sessions).")]
     if usable:
         parts.append('<div class="grid">')
         parts.append(H.figure(figures.roc_figure(usable, seed=config.seed, n_boot=config.train.bootstrap,

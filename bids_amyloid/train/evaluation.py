@@ -7,9 +7,11 @@
   error rate);
 * :func:`subgroup_table`: the pooled metrics per value of a subgroup column (tracer, site, ...).
 
-Every CI is a seeded percentile bootstrap over sessions (``train.metrics``). The predictions
-table has one row per prediction with columns contrast, model, fold, label, probability,
-threshold, calibrated_probability and zone (``workflows.group.PREDICTION_COLUMNS``).
+Every CI is a seeded percentile bootstrap (``train.metrics``) that resamples subjects, each with
+all its sessions (a subject's sessions are not independent), when the table has a
+``participant_id`` column. The predictions table has one row per prediction with columns
+contrast, model, fold, label, probability, threshold, calibrated_probability and zone
+(``workflows.group_tables.PREDICTION_COLUMNS``).
 """
 from __future__ import annotations
 
@@ -32,7 +34,12 @@ SUBGROUP_KEYS = ("contrast", "model", "subgroup_column", "subgroup")
 def _metrics(part: pd.DataFrame, n_boot: int, seed: int) -> dict[str, float]:
     calibrated = part["calibrated_probability"].to_numpy(float) if "calibrated_probability" in part else None
     return binary_metrics(part["label"].to_numpy(), part["probability"].to_numpy(), part["threshold"].to_numpy(),
-                          calibrated=calibrated, n_boot=n_boot, seed=seed)
+                          calibrated=calibrated, n_boot=n_boot, seed=seed, clusters=_subjects(part))
+
+
+def _subjects(part: pd.DataFrame):
+    """The bootstrap clusters: the subject of each row (None: rows resampled one by one)."""
+    return part["participant_id"].to_numpy() if "participant_id" in part else None
 
 
 def fold_mean(per_fold: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -77,8 +84,8 @@ def metrics_table(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> 
     return pd.DataFrame(rows, columns=["contrast", "model", "fold", *METRIC_COLUMNS, "auc_fold_sd"])
 
 
-def zone_rows(labels: Sequence[int], zones: Sequence[str], *, n_boot: int = 1000, seed: int = 0
-              ) -> list[dict[str, Any]]:
+def zone_rows(labels: Sequence[int], zones: Sequence[str], *, n_boot: int = 1000, seed: int = 0,
+              clusters: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """One row per zone (and 'n/a' where a fold had no operating points): sessions, fraction,
     positives, NPV (rule-out) or PPV (rule-in), and the share of all positives / negatives it holds."""
     y = np.asarray(labels, dtype=int)
@@ -96,7 +103,7 @@ def zone_rows(labels: Sequence[int], zones: Sequence[str], *, n_boot: int = 1000
         return np.array(out)
 
     point = stats(np.arange(len(y))) if len(y) else np.full(2 * len(names), math.nan)
-    low, high = bootstrap_ci(stats, len(y), n_boot=n_boot, seed=seed)
+    low, high = bootstrap_ci(stats, len(y), n_boot=n_boot, seed=seed, clusters=clusters)
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
     rows = []
     for i, name in enumerate(names):
@@ -116,7 +123,8 @@ def zone_table(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.
     """:func:`zone_rows` per (contrast, model, fold) and pooled over the folds."""
     rows = [{"contrast": contrast, "model": model, "fold": fold, **row}
             for contrast, model, fold, part in _per_fold(frame)
-            for row in zone_rows(part["label"].to_numpy(), part["zone"].to_numpy(), n_boot=n_boot, seed=seed)]
+            for row in zone_rows(part["label"].to_numpy(), part["zone"].to_numpy(), n_boot=n_boot, seed=seed,
+                                 clusters=_subjects(part))]
     return pd.DataFrame(rows, columns=["contrast", "model", "fold", *ZONE_COLUMNS])
 
 

@@ -33,16 +33,27 @@ def safe_auc(y: Sequence[int], p: Sequence[float]) -> float:
     return float(roc_auc_score(y_arr, p_arr)) if len(np.unique(y_arr)) == 2 else math.nan
 
 
+def _resampler(n: int, clusters: Sequence[Any] | None, rng: np.random.Generator) -> Callable[[], np.ndarray]:
+    """Indices of one bootstrap resample: ``n`` sessions drawn with replacement, or, with
+    ``clusters`` (one id per session, e.g. the subject), as many clusters drawn with replacement,
+    each bringing all its sessions (sessions of one subject are not independent)."""
+    if clusters is None:
+        return lambda: rng.integers(0, n, n)
+    _, which = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    members = [np.flatnonzero(which == c) for c in range(which.max() + 1)]
+    return lambda: np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
+
+
 def bootstrap_ci(statistic: Callable[[np.ndarray], Any], n: int, *, n_boot: int = 1000, seed: int = 0,
-                 level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+                 level: float = 0.95, clusters: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap CI of ``statistic(indices)`` (a number or a vector) over ``n`` resampled
-    sessions; resamples where it is NaN (e.g. one class only) are skipped; all NaN -> NaN."""
+    sessions (or whole ``clusters``, see :func:`_resampler`); resamples where it is NaN (e.g. one
+    class only) are skipped; all NaN -> NaN."""
     if n_boot < 1 or n < 1:
         nan = np.full(np.atleast_1d(statistic(np.arange(n))).size if n else 1, np.nan)
         return nan, nan.copy()
-    rng = np.random.default_rng(seed)
-    values = np.array([np.atleast_1d(np.asarray(statistic(rng.integers(0, n, n)), dtype=float))
-                       for _ in range(n_boot)])
+    draw = _resampler(n, clusters, np.random.default_rng(seed))
+    values = np.array([np.atleast_1d(np.asarray(statistic(draw()), dtype=float)) for _ in range(n_boot)])
     tail = (1 - level) / 2 * 100
     low, high = np.full(values.shape[1], np.nan), np.full(values.shape[1], np.nan)
     ok = np.isfinite(values).any(axis=0)
@@ -52,7 +63,7 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], Any], n: int, *, n_boot: int 
 
 
 def bootstrap_auc_ci(y: Sequence[int], p: Sequence[float], *, n_boot: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float]:
+                     level: float = 0.95, clusters: Sequence[Any] | None = None) -> tuple[float, float]:
     """Percentile bootstrap CI of the AUC (resamples with one class only are skipped)."""
     y_arr, p_arr = _arrays(y, p)
     if len(np.unique(y_arr)) < 2 or n_boot < 1:
@@ -61,7 +72,7 @@ def bootstrap_auc_ci(y: Sequence[int], p: Sequence[float], *, n_boot: int = 1000
     def auc(idx: np.ndarray) -> float:
         return roc_auc_score(y_arr[idx], p_arr[idx]) if y_arr[idx].min() != y_arr[idx].max() else math.nan
 
-    low, high = bootstrap_ci(auc, len(y_arr), n_boot=n_boot, seed=seed, level=level)
+    low, high = bootstrap_ci(auc, len(y_arr), n_boot=n_boot, seed=seed, level=level, clusters=clusters)
     return float(low[0]), float(high[0])
 
 
@@ -121,8 +132,10 @@ def expected_calibration_error(y: Sequence[int], p: Sequence[float], bins: int =
     return float(np.abs(gap).sum() / len(y_arr))
 
 
-def _ece_ci(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    low, high = bootstrap_ci(lambda idx: expected_calibration_error(y[idx], p[idx]), len(y), n_boot=n_boot, seed=seed)
+def _ece_ci(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int, clusters: Sequence[Any] | None
+            ) -> tuple[float, float, float]:
+    low, high = bootstrap_ci(lambda idx: expected_calibration_error(y[idx], p[idx]), len(y), n_boot=n_boot, seed=seed,
+                             clusters=clusters)
     return expected_calibration_error(y, p), float(low[0]), float(high[0])
 
 
@@ -131,18 +144,20 @@ def _ratio(num: float, den: float) -> float:
 
 
 def binary_metrics(y: Sequence[int], p: Sequence[float], threshold: float | Sequence[float], *,
-                   calibrated: Sequence[float] | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+                   calibrated: Sequence[float] | None = None, n_boot: int = 1000, seed: int = 0,
+                   clusters: Sequence[Any] | None = None) -> dict[str, float]:
     """All metrics of :data:`METRIC_COLUMNS`. ``threshold`` may be one value or one per sample
     (pooled out-of-fold predictions, each with its own fold's validation threshold).
-    ``calibrated``: the same predictions calibrated (the ``*_calibrated`` metrics; NaN without)."""
+    ``calibrated``: the same predictions calibrated (the ``*_calibrated`` metrics; NaN without).
+    ``clusters``: one id per prediction (the subject): the CIs resample whole clusters."""
     y_arr, p_arr = _arrays(y, p)
-    ece, ece_low, ece_high = _ece_ci(y_arr, p_arr, n_boot, seed)
+    ece, ece_low, ece_high = _ece_ci(y_arr, p_arr, n_boot, seed, clusters)
     after = {"auc_calibrated": math.nan, "ece_calibrated": math.nan, "ece_calibrated_ci_low": math.nan,
              "ece_calibrated_ci_high": math.nan, "brier_calibrated": math.nan}
     if calibrated is not None:
         _, q_arr = _arrays(y_arr, calibrated)
         if np.isfinite(q_arr).all():
-            e, lo, hi = _ece_ci(y_arr, q_arr, n_boot, seed)  # same resamples: a paired comparison
+            e, lo, hi = _ece_ci(y_arr, q_arr, n_boot, seed, clusters)  # same resamples: a paired comparison
             after = {"auc_calibrated": safe_auc(y_arr, q_arr), "ece_calibrated": e, "ece_calibrated_ci_low": lo,
                      "ece_calibrated_ci_high": hi, "brier_calibrated": _brier(y_arr, q_arr)}
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p_arr.shape)
@@ -153,7 +168,7 @@ def binary_metrics(y: Sequence[int], p: Sequence[float], threshold: float | Sequ
     fn = int(((pred == 0) & (y_arr == 1)).sum())
     sens, spec = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
     ppv, npv = _ratio(tp, tp + fp), _ratio(tn, tn + fn)
-    low, high = bootstrap_auc_ci(y_arr, p_arr, n_boot=n_boot, seed=seed)
+    low, high = bootstrap_auc_ci(y_arr, p_arr, n_boot=n_boot, seed=seed, clusters=clusters)
     unique_thr = np.unique(thr)
     return {
         "n": int(len(y_arr)),

@@ -104,3 +104,23 @@ def test_calibrated_metrics_use_the_same_resamples():
     assert m["auc_calibrated"] == pytest.approx(m["auc"])  # a monotone map keeps the ranking
     assert m["brier_calibrated"] == pytest.approx(np.mean((p - y) ** 2))
     assert np.isnan(binary_metrics(y, p, 0.5, n_boot=0)["ece_calibrated"])
+
+
+def test_cluster_bootstrap_resamples_whole_subjects_and_widens_the_ci():
+    # 20 subjects with 5 identical sessions each: resampling sessions pretends there are 100
+    # independent ones; resampling subjects knows there are 20.
+    rng = np.random.default_rng(4)
+    y_subject = np.array([0, 1] * 10)
+    p_subject = np.clip(0.5 + 0.2 * (y_subject - 0.5) + rng.normal(0, 0.25, 20), 0.01, 0.99)
+    y, p = np.repeat(y_subject, 5), np.repeat(p_subject, 5)
+    subjects = np.repeat([f"sub-{i:02d}" for i in range(20)], 5)
+    seen = []
+    bootstrap_ci(lambda idx: seen.append(idx) or 0.0, len(y), n_boot=3, seed=0, clusters=subjects)
+    for idx in seen:  # every drawn subject comes with all five of its sessions
+        assert len(idx) == 100 and all(np.sum(subjects[idx] == s) % 5 == 0 for s in set(subjects[idx]))
+    by_session = bootstrap_auc_ci(y, p, n_boot=300, seed=1)
+    by_subject = bootstrap_auc_ci(y, p, n_boot=300, seed=1, clusters=subjects)
+    assert by_subject[1] - by_subject[0] > 1.5 * (by_session[1] - by_session[0])
+    plain = binary_metrics(y, p, 0.5, n_boot=50, seed=0)
+    clustered = binary_metrics(y, p, 0.5, n_boot=50, seed=0, clusters=subjects)
+    assert clustered["auc"] == plain["auc"] and clustered["auc_ci_low"] != plain["auc_ci_low"]
