@@ -125,11 +125,13 @@ def register_to_template(head, preprocess_config, workdir: Path, *, sloppy: bool
 
 
 def register_rigid(fixed, moving, fixed_mask, workdir: Path, name: str, *, sloppy: bool = False,
-                   spacing_mm: float = 2.0) -> Registration:
+                   spacing_mm: float = 2.0, sampling_rate: float = 0.2) -> Registration:
     """Rigid ``moving`` -> ``fixed`` (ANTs images; intensities may differ: MI metric).
 
     ``fixed_mask`` (ANTs image, non-zero = brain, on the fixed grid) is resampled to the
     registration spacing and dilated by ``METRIC_MASK_DILATION`` voxels to form the metric mask.
+    ``sampling_rate``: the share of voxels the MI metric samples (antspyx's default 0.2; small
+    images need more for a stable optimum).
     """
     import ants
     from scipy import ndimage
@@ -147,7 +149,7 @@ def register_rigid(fixed, moving, fixed_mask, workdir: Path, name: str, *, slopp
     reg = ants.registration(
         fixed_small, _normalised(resample_to(moving, spacing_mm)), type_of_transform="Rigid", mask=mask_small,
         aff_iterations=iterations, aff_shrink_factors=(4, 2, 1)[: len(iterations)],
-        aff_smoothing_sigmas=(2, 1, 0)[: len(iterations)], outprefix=prefix,
+        aff_smoothing_sigmas=(2, 1, 0)[: len(iterations)], aff_random_sampling_rate=sampling_rate, outprefix=prefix,
     )
     forward = _as_tuple(reg["fwdtransforms"])
     return Registration(forward, (invert_affine(forward[0], prefix + "inverse.mat"),), "rigid")

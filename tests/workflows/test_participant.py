@@ -14,6 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bids_amyloid.bids.names import sidecar_of
+
 pytestmark = pytest.mark.slow
 SUBJECT = "002"
 
@@ -59,10 +61,12 @@ def _stages_line(log_text: str) -> tuple[list[str], list[str]]:
 
 
 def _wait_for(pattern: str, root: Path, proc: subprocess.Popen, timeout: float = 600) -> bool:
-    """Poll until a file matching ``pattern`` is complete under ``root`` (True) or the run ends (False)."""
+    """Poll until a file matching ``pattern`` and its JSON sidecar are complete under ``root``
+    (True) or the run ends (False). A stage is finished only with its sidecars: a kill between the
+    image and its sidecar rightly redoes the stage, leaving nothing to reuse."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if any(not p.name.startswith(".tmp-") for p in root.rglob(pattern)):
+        if any(not p.name.startswith(".tmp-") and sidecar_of(p).is_file() for p in root.rglob(pattern)):
             return True
         time.sleep(0.05)
     return False
