@@ -45,12 +45,11 @@ n_subjects=${SMOKE_N_SUBJECTS:-8}
 resolution=${SMOKE_RESOLUTION:-2}
 ca_file=${SMOKE_CA_FILE-/etc/ssl/certs/ca-certificates.crt}
 
-timings=()
-t_start=$SECONDS
-stamp() { timings+=("$(printf '%-34s %5ds' "$1" "$2")"); echo "[smoke] $1: $2 s"; }
-log() { echo "[smoke] $*"; }
+CI_TAG=smoke
+# shellcheck source=lib.sh
+source "$repo/.ci/lib.sh"
 
-started_dockerd=0 scratch="" ctx=""
+scratch="" ctx=""
 cleanup() {
   local rc=$?
   [ -n "$ctx" ] && rm -rf "$ctx"
@@ -61,57 +60,29 @@ cleanup() {
     rm -rf "$scratch" 2>/dev/null || docker run --rm -v "$scratch:/s" --entrypoint /bin/sh "$image" -c 'rm -rf /s/*' >/dev/null 2>&1 || true
     rm -rf "$scratch" 2>/dev/null || true
   fi
-  if [ "$started_dockerd" = 1 ] && [ -f /tmp/bids_amyloid_dockerd.pid ]; then
-    log "stopping the dockerd this script started"
-    local pid; pid=$(cat /tmp/bids_amyloid_dockerd.pid)
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    rm -f /tmp/bids_amyloid_dockerd.pid
-  fi
-  if [ ${#timings[@]} -gt 0 ]; then
-    echo "[smoke] ---- timings ----"; printf '[smoke] %s\n' "${timings[@]}"
-  fi
-  [ "$rc" = 0 ] && echo "[smoke] PASSED ($((SECONDS - t_start)) s)" || echo "[smoke] FAILED (exit $rc)"
+  docker_engine_down
+  print_timings
+  [ "$rc" = 0 ] && log "PASSED ($((SECONDS - ci_t0)) s)" || log "FAILED (exit $rc)"
 }
 trap cleanup EXIT
 
 # ---- 1. Docker engine --------------------------------------------------------------------------
 t=$SECONDS
-if ! command -v dockerd >/dev/null 2>&1; then
-  log "installing docker.io"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; } >/tmp/bids_amyloid_apt.log 2>&1 \
-    || { tail -20 /tmp/bids_amyloid_apt.log; echo "installing docker.io failed (log: /tmp/bids_amyloid_apt.log)" >&2; exit 1; }
-fi
-if ! docker info >/dev/null 2>&1; then
-  log "starting dockerd"
-  dockerd >/tmp/bids_amyloid_dockerd.log 2>&1 &
-  echo $! >/tmp/bids_amyloid_dockerd.pid
-  started_dockerd=1
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null 2>&1 || { tail -20 /tmp/bids_amyloid_dockerd.log; echo "dockerd did not start" >&2; exit 1; }
-fi
+docker_engine_up
 stamp "docker engine ready" $((SECONDS - t))
 
 # ---- 2. base image, made locally (no registry is reachable) -------------------------------------
 make_base_image() {
-  local mirror rootfs
-  mirror=$(grep -h -o -E 'https?://[^ ]*debian[^ ]*' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
-             /etc/apt/sources.list 2>/dev/null | grep -v -E 'security|snapshot' | head -1 || true)
-  mirror=${mirror:-http://deb.debian.org/debian}
-  command -v debootstrap >/dev/null || { { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } \
-    >/tmp/bids_amyloid_apt.log 2>&1 || { tail -20 /tmp/bids_amyloid_apt.log; echo "installing debootstrap failed" >&2; exit 1; }; }
-  rootfs=$(mktemp -d /tmp/bids_amyloid_rootfs.XXXXXX)
-  log "debootstrap bookworm from $mirror"
-  debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/tmp/bids_amyloid_debootstrap.log 2>&1 \
-    || { tail -20 /tmp/bids_amyloid_debootstrap.log; exit 1; }
-  # like the official image: point releases and security updates; no apt caches
+  local rootfs mirror
+  rootfs=$(mktemp -d /tmp/bids_amyloid_rootfs.XXXXXX) mirror=$(debian_mirror)
+  debootstrap_root bookworm "$rootfs"
+  # like the official image: point releases and security updates
   cat >"$rootfs/etc/apt/sources.list" <<EOF
 deb $mirror bookworm main
 deb $mirror bookworm-updates main
 deb ${mirror%/debian}/debian-security bookworm-security main
 EOF
-  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
-  tar -C "$rootfs" -c . | docker import -c 'CMD ["bash"]' - debian:bookworm-slim >/dev/null
+  import_root "$rootfs" debian:bookworm-slim
   rm -rf "$rootfs"
 }
 if [ "${SMOKE_SKIP_BUILD:-0}" != 1 ] && ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
@@ -211,22 +182,11 @@ t=$SECONDS   # prediction with the bundle just trained
 stamp "participant --model (1 subject)" $((SECONDS - t))
 
 # ---- 6. outputs ----------------------------------------------------------------------------------
-# Relative paths, sorted; run-dependent parts (dates, times, hashes) normalised.
-listing=$scratch/outputs.txt
-(cd "$out" && find . \( -type f -o -type l \) | sed 's|^\./||' \
-  | sed -E -e 's/[0-9]{8}[-T_]?[0-9]{6}/<timestamp>/g' -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2}[T_-][0-9:.-]{6,}/<timestamp>/g' \
-           -e 's/[0-9a-f]{12,}/<hash>/g' \
-  | LC_ALL=C sort -u) >"$listing"
-if [ "$update_expected" = 1 ]; then
-  cp "$listing" "$expected"
-  log "wrote $expected ($(wc -l <"$expected") files): review and commit it"
-elif [ -f "$expected" ]; then
-  diff -u "$expected" "$listing" || { echo "output file list differs from .ci/expected_outputs.txt (regenerate with .ci/docker_smoke.sh --update-expected)" >&2; exit 1; }
-  log "output file list matches $expected ($(wc -l <"$listing") files)"
-else
-  echo "no $expected: create it with .ci/docker_smoke.sh --update-expected" >&2; exit 1
-fi
 t=$SECONDS
-"$bindir/bids-validator-deno" "$out" >/tmp/bids_amyloid_validate_out.log 2>&1 \
-  || { tail -40 /tmp/bids_amyloid_validate_out.log; echo "the output is not a valid BIDS derivative" >&2; exit 1; }
-stamp "bids-validator-deno on the output" $((SECONDS - t))
+if [ "$update_expected" = 1 ]; then
+  output_listing "$out" >"$expected"
+  log "wrote $expected ($(wc -l <"$expected") files): review and commit it"
+else
+  check_outputs "$out" "$scratch/outputs.txt"
+fi
+stamp "outputs: file list + bids-validator-deno" $((SECONDS - t))

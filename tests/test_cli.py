@@ -2,17 +2,16 @@
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from bids_amyloid.cli import build_parser, config_from_args, main
 
 
-def test_help_is_fast_and_lists_exit_codes():
-    start = time.perf_counter()
+def test_help_lists_exit_codes_without_heavy_imports():
+    # fast because nothing heavy is imported (checked below), not timed: a timed test fails on a busy machine
     result = subprocess.run([sys.executable, "-m", "bids_amyloid", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and time.perf_counter() - start < 2.0
+    assert result.returncode == 0
     assert "exit codes" in result.stdout and "--participant-label" in result.stdout
     heavy = subprocess.run([sys.executable, "-c", "import sys, bids_amyloid.cli; "
                             "print(sorted(m for m in ('torch','ants','bids.layout','nibabel','pandas') if m in sys.modules))"],

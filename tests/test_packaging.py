@@ -153,7 +153,8 @@ def test_dockerignore_is_a_whitelist():
 # scripts
 
 
-@pytest.mark.parametrize("script", [".ci/docker_smoke.sh", *sorted(
+@pytest.mark.parametrize("script", [".ci/docker_smoke.sh", ".ci/hpc_smoke.sh", ".ci/lib.sh", ".ci/hpc/start_cluster.sh",
+                                    "scripts/test.sh", *sorted(
     str(p.relative_to(REPO)) for p in (REPO / "examples" / "slurm").glob("*.sbatch"))])
 def test_shell_scripts_parse(script):
     res = subprocess.run(["bash", "-n", str(REPO / script)], capture_output=True, text=True)
@@ -165,6 +166,17 @@ def test_docker_smoke_options():
     for needed in ("--update-expected", "SMOKE_SKIP_BUILD", "--read-only", "expected_outputs.txt",
                    "bids-validator-deno", "FETCH_WEIGHTS=0"):
         assert needed in text, needed
+
+
+def test_hpc_smoke_runs_every_recipe_for_real():
+    """The HPC smoke test submits the repository's own job scripts and checks what Slurm recorded."""
+    text = (REPO / ".ci" / "hpc_smoke.sh").read_text()
+    for script in sorted((REPO / "examples" / "slurm").glob("*.sbatch")):
+        assert f'"$slurm/{script.name}"' in text, script.name
+    for needed in ("apptainer -s build", "docker-archive://", "--cleanenv --containall", "scancel", "sacct",
+                   "check_outputs", "srun", "--dependency=", "bids-validator-deno"):
+        assert needed in text, needed
+    assert "hpc_smoke.sh" in (REPO / "scripts" / "test.sh").read_text()
 
 
 def test_smoke_threshold_gives_four_subjects_per_class():

@@ -4,6 +4,9 @@
   replace the container) and parsed with the app's own parser (and torchrun's).
 * The array script's per-task command runs for real, two tasks in a row into ONE output folder,
   on a tiny synthetic cohort (--sloppy, tiny random backbone).
+
+These are fast checks of the scripts' command lines. Submitting them to a real Slurm cluster with
+the real container (sbatch, scancel, sacct, srun + torchrun) is .ci/hpc_smoke.sh's job.
 """
 from __future__ import annotations
 
