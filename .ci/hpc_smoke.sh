@@ -275,7 +275,8 @@ overlap=$(as_root sacct -j "$jid" -X -n -P -o Start,End | sort | awk -F'|' 'NR >
 [ "$overlap" = 1 ] || die "no two array tasks ran at the same time: $(as_root sacct -j "$jid" -X -n -P -o JobID,Start,End | paste -s -d ' ')"
 stamp "slurm array ($n_tasks tasks, 1 cancelled)" $((SECONDS - t))
 t=$SECONDS
-jid2=$(submit_array "$victim" --wait)
+# sbatch --wait exits with the job's exit code; sacct below says what happened
+jid2=$(submit_array "$victim" --wait) || log "sbatch --wait: exit $?"
 expect_states "$jid2" "^${jid2}_$victim COMPLETED 0:0$"
 resumed=$scratch/logs/bids_amyloid-participant-${jid2}_$victim.log
 finished=$(grep "sub-$victim_label.* done in .*; stages computed: .*; reused: " "$resumed" || true)
@@ -295,7 +296,8 @@ userdir "$ddp_out"
 as_user cp -a "$array_out/." "$ddp_out/"
 t=$SECONDS
 jid3=$(as_user sbatch --parsable --wait --dependency="afterok:$jid2" --gres=none --cpus-per-task=2 --mem=6G \
-  --export="$group_env,OUT_DIR=$array_out,WORK_DIR=$scratch/work-slurm/group" "$slurm/group_gpu.sbatch")
+  --export="$group_env,OUT_DIR=$array_out,WORK_DIR=$scratch/work-slurm/group" "$slurm/group_gpu.sbatch") \
+  || log "sbatch --wait: exit $?"
 expect_states "$jid3" "^$jid3 COMPLETED 0:0$"
 [ -f "$array_out/models/bundle.json" ] || die "group_gpu.sbatch wrote no bundle"
 stamp "slurm group_gpu.sbatch (CPU, afterok)" $((SECONDS - t))
