@@ -179,7 +179,7 @@ stamp "cohort ($n_subjects subjects) + tiny weights" $((SECONDS - t))
 
 # ---- 3. docs/apptainer.md, as written ------------------------------------------------------------
 out=$scratch/out work=$scratch/work
-userdir "$out" "$work" "$work/tmp"
+userdir "$out" "$work"
 # The negative control: without --cleanenv and --containall (which implies it) the hostile
 # environment must break the run, or this test would prove nothing.
 if as_user apptainer run "$sif" --version >/tmp/bids_amyloid_leak.log 2>&1; then
